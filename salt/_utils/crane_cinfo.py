@@ -534,61 +534,27 @@ def _read_fields(line, fields):
 
 
 def _node_details(fields):
+    """One block's fields as the details dict described in :func:`parse_show_node`."""
     for key in ("NodeName", "State"):
         if not fields.get(key):
             raise CinfoParseError(f"ccontrol show node block without {key}: {fields!r}")
     node = {"name": fields["NodeName"], **split_state(fields["State"])}
-    node.update(
-        _numbers(
-            fields, (("CPU", "cpu"), ("AllocCPU", "alloc_cpu"), ("FreeCPU", "free_cpu")), float
-        )
-    )
-    node.update(
-        _numbers(
-            fields,
-            (
-                ("RealMemory", "real_memory_mb"),
-                ("AllocMem", "alloc_mem_mb"),
-                ("FreeMem", "free_mem_mb"),
-            ),
-            _memory_mb,
-        )
-    )
-    node.update(
-        _numbers(
-            fields,
-            (("Gres", "gres"), ("AllocGres", "alloc_gres"), ("FreeGres", "free_gres")),
-            parse_gres,
-        )
-    )
-    node.update(_numbers(fields, (("Sockets", "sockets"), ("RunningJob", "running_jobs")), int))
-    partitions = fields.get("Partition", "")
-    node["partitions"] = [name for name in partitions.split(",") if name]
-    for key, out in (
-        ("Version", "version"),
-        ("Os", "os"),
-        ("BootTime", "boot_time"),
-        ("CranedStartTime", "craned_start_time"),
-        ("LastBusyTime", "last_busy_time"),
-    ):
-        node[out] = _known(fields.get(key))
+    for key, out, convert in _SHOW_NODE_FIELDS:
+        node[out] = _convert_field(fields, key, convert)
+    node["partitions"] = [name for name in fields.get("Partition", "").split(",") if name]
     node["registered"] = node["version"] is not None or node["craned_start_time"] is not None
     node["fields"] = fields
     return node
 
 
-def _numbers(fields, keys, convert):
-    """Convert the present ``keys`` (pairs of field name, output name) with ``convert``."""
-    values = {}
-    for key, out in keys:
-        if key not in fields:
-            values[out] = None
-            continue
-        try:
-            values[out] = convert(fields[key])
-        except ValueError as exc:
-            raise CinfoParseError(f"invalid {key}={fields[key]!r}: {exc}") from exc
-    return values
+def _convert_field(fields, key, convert):
+    """``convert(value)`` of a field, ``None`` if it is absent."""
+    if key not in fields:
+        return None
+    try:
+        return convert(fields[key])
+    except ValueError as exc:
+        raise CinfoParseError(f"invalid {key}={fields[key]!r}: {exc}") from exc
 
 
 def _memory_mb(text):
@@ -614,7 +580,26 @@ def parse_gres(text):
 
 
 def _known(value):
-    """``None`` for a missing or ``unknown`` value."""
-    if value is None or value == UNKNOWN:
-        return None
-    return value
+    """``None`` where ccontrol prints ``unknown``."""
+    return None if value == UNKNOWN else value
+
+
+# (ccontrol key, our key, converter) for every field of a show node block but the first two.
+_SHOW_NODE_FIELDS = (
+    ("CPU", "cpu", float),
+    ("AllocCPU", "alloc_cpu", float),
+    ("FreeCPU", "free_cpu", float),
+    ("RealMemory", "real_memory_mb", _memory_mb),
+    ("AllocMem", "alloc_mem_mb", _memory_mb),
+    ("FreeMem", "free_mem_mb", _memory_mb),
+    ("Gres", "gres", parse_gres),
+    ("AllocGres", "alloc_gres", parse_gres),
+    ("FreeGres", "free_gres", parse_gres),
+    ("Sockets", "sockets", int),
+    ("RunningJob", "running_jobs", int),
+    ("Version", "version", _known),
+    ("Os", "os", _known),
+    ("BootTime", "boot_time", _known),
+    ("CranedStartTime", "craned_start_time", _known),
+    ("LastBusyTime", "last_busy_time", _known),
+)
