@@ -603,3 +603,54 @@ _SHOW_NODE_FIELDS = (
     ("CranedStartTime", "craned_start_time", _known),
     ("LastBusyTime", "last_busy_time", _known),
 )
+
+
+# ------------------------------------------------------- ccontrol update nodename=
+
+NODE_UPDATE_STATES = ("drain", "resume")
+_MODIFIED_RE = re.compile(r"^Nodes (?P<nodes>.+?) modified successfully", re.MULTILINE)
+_NOT_MODIFIED_RE = re.compile(
+    r"Failed to modify node: (?P<node>\S+?)\. Reason: (?P<reason>.*)\.[ \t]*$", re.MULTILINE
+)
+
+
+def node_update_args(nodes, state, reason=None):
+    """The ``ccontrol`` arguments that drain or resume ``nodes`` (host list or names).
+
+    ccontrol re-lexes its arguments: an unquoted value must be a plain word, and a quoted
+    one may contain anything but a double quote. So the reason is always passed quoted,
+    and one with a double quote or a line break is refused (:class:`ValueError`), as is a
+    drain without a reason (ccontrol requires one).
+    """
+    state = str(state).lower()
+    if state not in NODE_UPDATE_STATES:
+        raise ValueError(f"node state must be one of {', '.join(NODE_UPDATE_STATES)}: {state!r}")
+    names = sorted(_name_set(nodes))
+    if not names:
+        raise ValueError("no node given")
+    args = ["update", "nodename=" + crane_hostlist.compress(names), "state=" + state]
+    if state == "drain":
+        args.append(f'reason="{_checked_reason(reason)}"')
+    return args
+
+
+def _checked_reason(reason):
+    reason = "" if reason is None else str(reason).strip()
+    if not reason:
+        raise ValueError("draining a node needs a reason")
+    if any(char in reason for char in '"\r\n'):
+        raise ValueError(f"a drain reason cannot contain a double quote or line break: {reason!r}")
+    return reason
+
+
+def parse_node_update(text):
+    """What ``ccontrol update nodename=… state=…`` did, from its stdout and stderr.
+
+    Returns ``{"modified": [names], "failed": {name: reason}}``; e.g. a down node fails with
+    "Can't change the state of a DOWN node!".
+    """
+    modified = []
+    for match in _MODIFIED_RE.finditer(text):
+        modified.extend(name.strip() for name in match.group("nodes").split(","))
+    failed = {m.group("node"): m.group("reason") for m in _NOT_MODIFIED_RE.finditer(text)}
+    return {"modified": modified, "failed": failed}
