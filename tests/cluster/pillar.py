@@ -1,0 +1,106 @@
+"""The pillar a test cluster serves: the repository's example pillar, adapted to the cluster.
+
+The example lives in ``<repo>/pillar/crane/*.sls`` (plain YAML under ``crane:``).  The test
+cluster gets its own copy in its run directory, with the apt repository URL pointed at the
+cluster's local repository and ``crane/database`` targeted at control nodes only.
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+
+import yaml
+
+from .spec import ClusterSpec
+
+DATABASE_SLS = "crane.database"
+
+
+def load_example(repo_root: pathlib.Path) -> dict[str, dict]:
+    """``{"crane.cluster": data, ...}`` from ``pillar/crane/*.sls``; empty when absent."""
+    sls_dir = repo_root / "pillar" / "crane"
+    result = {}
+    for path in sorted(sls_dir.glob("*.sls")):
+        data = yaml.safe_load(path.read_text()) or {}
+        result[f"crane.{path.stem}"] = data
+    return result
+
+
+def placeholder(spec: ClusterSpec) -> dict[str, dict]:
+    """A minimal ``crane`` pillar for the cluster, used while the example does not exist."""
+    control = spec.hostnames("control")
+    nodes = [_node_entry(spec, name) for name in spec.hostnames("compute")]
+    config = {
+        "ControlMachine": control[0] if control else "",
+        "CraneBaseDir": "/var/crane/",
+        "CraneCtldForeground": True,
+        "CranedForeground": True,
+        "Nodes": nodes,
+        "Partitions": [{"name": "CPU", "nodes": ",".join(spec.hostnames("compute"))}],
+        "DefaultPartition": "CPU",
+    }
+    cluster = {
+        "crane": {
+            "version": spec.repo_versions[0],
+            "install": {"method": "repo", "repo": {"url": spec.repo_url()}},
+            "login_nodes": spec.hostnames("login"),
+            "config": config,
+        }
+    }
+    database = {"crane": {"database": {"CraneEmbeddedDbBackend": "Unqlite"}}}
+    return {"crane.cluster": cluster, DATABASE_SLS: database}
+
+
+def _node_entry(spec: ClusterSpec, hostname: str) -> dict:
+    entry = {"name": hostname, "cpu": 2, "memory": "2G"}
+    gpus = spec.node(hostname).gpus
+    if gpus:
+        entry["gres"] = [
+            {
+                "name": "gpu",
+                "type": "nvidia",
+                "EnvInjector": "nvidia",
+                "DeviceFileRegex": f"/dev/nvidia[0-{gpus - 1}]",
+            }
+        ]
+    return entry
+
+
+def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str, dict], dict]:
+    """``(sls_name -> data, top)`` for the cluster: example (or placeholder) + local repo URL."""
+    sls = copy.deepcopy(load_example(repo_root)) or placeholder(spec)
+    _point_repo_at(sls, spec.repo_url())
+    return sls, top_for(spec, sls)
+
+
+def _point_repo_at(sls: dict[str, dict], url: str) -> None:
+    """Set ``crane:install:repo:url`` in the SLS that defines ``crane:install`` (else cluster)."""
+    owner = next(
+        (name for name, data in sls.items() if "install" in (data.get("crane") or {})),
+        "crane.cluster",
+    )
+    crane = sls.setdefault(owner, {}).setdefault("crane", {})
+    crane.setdefault("install", {}).setdefault("repo", {})["url"] = url
+
+
+def top_for(spec: ClusterSpec, sls: dict[str, dict]) -> dict:
+    """Every SLS for every node, except the database SLS: control nodes only."""
+    common = sorted(name for name in sls if name != DATABASE_SLS)
+    top = {"*": common}
+    if DATABASE_SLS in sls:
+        for control in spec.hostnames("control"):
+            top[control] = [DATABASE_SLS]
+    return {"base": top}
+
+
+def write_tree(root: pathlib.Path, sls: dict[str, dict], top: dict) -> None:
+    """Write ``top.sls`` and one file per SLS name (dots become directories)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.rglob("*.sls"):
+        old.unlink()
+    (root / "top.sls").write_text(yaml.safe_dump(top, sort_keys=False))
+    for name, data in sls.items():
+        path = root.joinpath(*name.split(".")).with_suffix(".sls")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))

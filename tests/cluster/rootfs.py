@@ -1,0 +1,163 @@
+"""Debian 12 root filesystem for test nodes, built with debootstrap and cached by recipe hash.
+
+The cache holds one directory per recipe hash.  A build runs in a temporary sibling
+directory and is renamed into place only when complete, so an interrupted build never
+leaves a usable-looking half tree behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import time
+
+CACHE_ENV = "CRANE_FORMULA_CACHE"
+MIRROR_ENV = "CRANE_FORMULA_MIRROR"
+DEFAULT_CACHE = "/var/cache/crane-formula"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+# Everything that decides the content of the tree.  Changing any of it changes the hash.
+RECIPE = {
+    "suite": "bookworm",
+    "variant": "minbase",
+    "packages": [
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "iproute2",
+        "iputils-ping",
+        "procps",
+        "python3",
+        "python3-yaml",
+    ],
+    # Nodes get their sources from the formula (our local repository), never the internet.
+    "empty_files": ["etc/apt/sources.list", "etc/machine-id"],
+    "empty_dirs": ["etc/apt/sources.list.d", "var/lib/apt/lists"],
+    "enable_units": ["systemd-networkd.service"],
+    "mask_units": [
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "e2scrub_all.timer",
+        "fstrim.timer",
+        "console-getty.service",
+        "getty.target",
+        "systemd-networkd-wait-online.service",
+    ],
+    "files": {
+        # Keep the journal small and in memory; nodes are throw-away.
+        "etc/systemd/journald.conf.d/10-test-node.conf": "[Journal]\nStorage=volatile\n"
+        "RuntimeMaxUse=16M\n",
+        "etc/apt/apt.conf.d/90-test-node": 'APT::Install-Recommends "false";\n'
+        'Acquire::Languages "none";\n',
+    },
+    "layout": 1,
+}
+
+
+def cache_root() -> pathlib.Path:
+    """Directory holding cached root filesystems (overridable by environment)."""
+    return pathlib.Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE)) / "rootfs"
+
+
+def recipe_hash(recipe: dict = RECIPE) -> str:
+    """Short stable hash of the recipe."""
+    blob = json.dumps(recipe, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cached_path(recipe: dict = RECIPE) -> pathlib.Path:
+    """Where the tree for this recipe lives once built."""
+    return cache_root() / recipe_hash(recipe)
+
+
+def is_built(path: pathlib.Path) -> bool:
+    """A tree is complete when its marker file exists (written last, before the rename)."""
+    return (path / ".crane-formula-rootfs").is_file()
+
+
+@contextlib.contextmanager
+def _build_lock(root: pathlib.Path):
+    """Serialise builds of the same cache between concurrent runs."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_rootfs(recipe: dict = RECIPE, log=print) -> tuple[pathlib.Path, float | None]:
+    """Return the cached tree for the recipe, building it first if needed.
+
+    Returns ``(path, build_seconds)``; ``build_seconds`` is None when the cache was reused.
+    """
+    target = cached_path(recipe)
+    with _build_lock(target.parent):
+        if is_built(target):
+            return target, None
+        _remove_stale_builds(target.parent)
+        started = time.monotonic()
+        tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+        try:
+            log(f"building node rootfs {target} (debootstrap, takes a few minutes)")
+            _debootstrap(tmp, recipe)
+            _post_steps(tmp, recipe)
+            (tmp / ".crane-formula-rootfs").write_text(json.dumps(recipe, sort_keys=True))
+            os.rename(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target, time.monotonic() - started
+
+
+def _remove_stale_builds(root: pathlib.Path) -> None:
+    """Delete temporary trees left by killed builds (we hold the lock, so none is live)."""
+    for stale in root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _debootstrap(dest: pathlib.Path, recipe: dict) -> None:
+    mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
+    cmd = [
+        "debootstrap",
+        f"--variant={recipe['variant']}",
+        "--include=" + ",".join(recipe["packages"]),
+        recipe["suite"],
+        str(dest),
+        mirror,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"debootstrap failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
+
+
+def _post_steps(root: pathlib.Path, recipe: dict) -> None:
+    """Turn a fresh debootstrap tree into a test node image."""
+    for rel in recipe["empty_files"]:
+        (root / rel).write_text("")
+    for rel in recipe["empty_dirs"]:
+        directory = root / rel
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+    (root / "var/lib/apt/lists/partial").mkdir()
+    for rel, content in recipe["files"].items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    _systemctl(root, "enable", recipe["enable_units"])
+    _systemctl(root, "mask", recipe["mask_units"])
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+
+
+def _systemctl(root: pathlib.Path, verb: str, units: list[str]) -> None:
+    if units:
+        subprocess.run(
+            ["systemctl", f"--root={root}", "--quiet", verb, *units],
+            check=True,
+            capture_output=True,
+        )

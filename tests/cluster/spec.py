@@ -1,0 +1,93 @@
+"""Declarative description of a test cluster: its name, nodes, bridge and subnet."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+ROLES = ("control", "compute", "login")
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node: its hostname, a role hint (for the generated pillar) and its fake GPUs."""
+
+    hostname: str
+    role: str = "compute"
+    gpus: int = 0
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise ValueError(f"{self.hostname}: role {self.role!r} is not one of {ROLES}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """A whole cluster.  The host gets ``.1`` on the subnet, nodes ``.11`` upwards."""
+
+    name: str
+    nodes: tuple[NodeSpec, ...]
+    bridge: str
+    subnet: str
+    http_port: int = 8080
+    salt_ports: tuple[int, int] = (4505, 4506)
+    repo_versions: tuple[str, ...] = ("1.1.2", "1.1.3")
+
+    def __post_init__(self):
+        net = ipaddress.ip_network(self.subnet)
+        if net.prefixlen != 24:
+            raise ValueError(f"subnet {self.subnet} must be a /24")
+        if len(self.bridge) > 15:
+            raise ValueError(f"bridge name {self.bridge!r} is longer than 15 characters")
+        names = [n.hostname for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate hostnames in {names}")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(self.subnet)
+
+    @property
+    def host_address(self) -> str:
+        """The host's address on the bridge: master, apt repository."""
+        return str(self.network.network_address + 1)
+
+    def address(self, hostname: str) -> str:
+        """Static address of a node."""
+        index = [n.hostname for n in self.nodes].index(hostname)
+        return str(self.network.network_address + 11 + index)
+
+    def node(self, hostname: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.hostname == hostname:
+                return node
+        raise KeyError(hostname)
+
+    def hostnames(self, role: str | None = None) -> list[str]:
+        return [n.hostname for n in self.nodes if role is None or n.role == role]
+
+    def machine_name(self, hostname: str) -> str:
+        """Name given to systemd-nspawn (unique per cluster, so veth names differ)."""
+        return f"{self.name}-{hostname}"
+
+    def repo_url(self) -> str:
+        return f"http://{self.host_address}:{self.http_port}/"
+
+
+DEMO_NODES = (
+    NodeSpec("cranectl", "control"),
+    NodeSpec("cn01", "compute"),
+    NodeSpec("cn02", "compute"),
+    NodeSpec("cn03", "compute", gpus=4),
+    NodeSpec("login01", "login"),
+)
+
+
+def demo_spec() -> ClusterSpec:
+    """The demo cluster (``make demo``)."""
+    return ClusterSpec(name="cfdemo", nodes=DEMO_NODES, bridge="cfdemo0", subnet="10.213.7.0/24")
+
+
+def isolated_spec(name: str = "cftest", subnet: str = "10.213.8.0/24", nodes=DEMO_NODES):
+    """The demo shape on its own bridge and subnet, so tests can run beside a demo."""
+    return ClusterSpec(name=name, nodes=tuple(nodes), bridge=f"{name}0", subnet=subnet)
