@@ -394,15 +394,15 @@ def health(partitions, expected_nodes=None, *, allow_down=(), allow_drained=(), 
     """
     nodes = nodes_from_partitions(partitions)
     expected = set(nodes) if expected_nodes is None else _name_set(expected_nodes)
-    listed = sorted(expected & nodes.keys())
+    listed = _sorted_names(expected & nodes.keys())
     report = {
-        "missing": sorted(expected - nodes.keys()),
+        "missing": _sorted_names(expected - nodes.keys()),
         "down": [name for name in listed if nodes[name]["resource"] == "down"],
         "drained": {
             name: nodes[name]["reason"] for name in listed if nodes[name]["control"] == "drain"
         },
         "not_ready": {name: nodes[name]["state"] for name in listed if _is_not_ready(nodes[name])},
-        "unexpected": sorted(nodes.keys() - expected),
+        "unexpected": _sorted_names(nodes.keys() - expected),
     }
     report["up"] = [name for name in listed if name not in report["down"]]
     report["healthy"] = not report["missing"] and all(
@@ -415,6 +415,16 @@ def health(partitions, expected_nodes=None, *, allow_down=(), allow_drained=(), 
     )
     report["summary"] = _summary(report, len(expected))
     return report
+
+
+def _sorted_names(names):
+    """Names in natural order: cn9 before cn10."""
+    return sorted(names, key=_natural_key)
+
+
+def _natural_key(name):
+    parts = re.split(r"([0-9]+)", name)  # digit runs land at the odd indices
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)]
 
 
 def _is_not_ready(node):

@@ -241,3 +241,12 @@ def test_state_string_and_split_state(parts, cinfo, ccontrol):
     split = crane_cinfo.split_state(ccontrol)
     assert (split["resource"], split["control"], split["power"]) == parts
     assert split["state"] == ccontrol
+
+
+def test_lists_in_natural_order():
+    parts = crane_cinfo.parse_cinfo_table(
+        "CPU* up 3 down[failed] n[9-11]\nCPU* up 1 down[failed] m2\n", header=False
+    )
+    report = crane_cinfo.health(parts, "n[8-11],m2,m10")
+    assert report["down"] == ["m2", "n9", "n10", "n11"]
+    assert report["missing"] == ["m10", "n8"]
