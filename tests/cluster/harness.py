@@ -86,6 +86,22 @@ class Cluster:
         self._state: dict = {}
         self._atexit_registered = False
 
+    @classmethod
+    def attach(cls, spec: ClusterSpec, repo_root: pathlib.Path = REPO_ROOT, log=print) -> Cluster:
+        """A handle on a cluster started by another process (from its state file)."""
+        cluster = cls(spec, repo_root, log)
+        state = load_state(cluster.run_dir)
+        if state is None:
+            raise ClusterError(f"cluster {spec.name} is not running (no {cluster.run_dir})")
+        cluster._state = state
+        cluster.rootfs = pathlib.Path(state["rootfs"])
+        return cluster
+
+    @property
+    def state(self) -> dict:
+        """A copy of what the cluster has recorded about itself (pids, bridge, cgroups...)."""
+        return json.loads(json.dumps(self._state))
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     def __enter__(self) -> Cluster:
