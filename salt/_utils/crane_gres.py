@@ -69,7 +69,7 @@ def _label(entry):
     """``name:type`` of a gres entry, with ``?`` for what is missing."""
     if not isinstance(entry, dict):
         return "?:?"
-    return "{}:{}".format(entry.get("name", "?"), entry.get("type", "?"))
+    return f"{entry.get('name', '?')}:{entry.get('type', '?')}"
 
 
 def _where(group, entry):
@@ -178,11 +178,12 @@ def _injector_errors(where, entry):
     text = "null" if value is None else _scalar_text(value)
     if isinstance(value, str) and value in ("", *VALID_INJECTORS):
         return []
+    paths = _all_paths(entry)
+    shown = crane_hostlist.compress(paths) if paths else "..."
     return [
-        "{}: EnvInjector '{}' is invalid; valid (case-sensitive): {} or empty; craned: "
-        '"Invalid injector type:{} for device [...]."'.format(
-            where, text, ", ".join(VALID_INJECTORS), text
-        )
+        f"{where}: EnvInjector '{text}' is invalid for devices {shown}; valid "
+        f"(case-sensitive): {', '.join(VALID_INJECTORS)} or empty; craned on those nodes: "
+        f'"Invalid injector type:{text} for device [...]."'
     ]
 
 
@@ -954,6 +955,14 @@ def _disagreement(group, variants, examples, missing):
     if missing:
         parts.append(f"{crane_hostlist.compress(missing)}: no discovery data")
     return "node group '{}': nodes disagree, not guessing; {}".format(group, "; ".join(parts))
+
+
+def groups_to_nodes(config):
+    """``{Nodes[].name expression: [hosts]}`` of a cluster config, for :func:`merge_discovered`.
+
+    Groups whose name does not parse are left out (the config rules report them).
+    """
+    return {expr: hosts for expr, hosts, _gres in _node_groups(config)}
 
 
 def merge_discovered(groups_to_nodes, discovered_per_node):

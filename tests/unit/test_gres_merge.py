@@ -119,3 +119,11 @@ def test_groups_are_judged_separately():
     assert gres == {"gpu1": [a100()]}
     assert list(disagreements) == ["cn[01-02]"]
     assert "cn02: no accelerators" in disagreements["cn[01-02]"]
+
+
+def test_groups_to_nodes_feeds_merge_discovered():
+    config = {"Nodes": [{"name": "cn[01-02]", "gres": []}, {"name": "bad[1-", "gres": []}]}
+    groups = crane_gres.groups_to_nodes(config)
+    assert groups == {"cn[01-02]": ["cn01", "cn02"]}
+    gres, disagreements = crane_gres.merge_discovered(groups, {"cn01": [a100()], "cn02": [a100()]})
+    assert gres == {"cn[01-02]": [a100()]} and disagreements == {}
