@@ -1,0 +1,59 @@
+"""Fixtures booting a real multi-node test cluster (systemd-nspawn nodes, a salt-master).
+
+``cluster`` is session-scoped and boots the demo shape on its own bridge and subnet, so it can
+run beside ``make demo``.  Override ``cluster_spec`` (in a nested conftest, or with indirect
+parametrisation) for another shape.  Without root or systemd-nspawn the tests are skipped,
+except under ``CI=true``, where that is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from .harness import Cluster
+from .spec import isolated_spec
+
+REQUIRED_COMMANDS = ("systemd-nspawn", "debootstrap", "nsenter", "ip")
+
+
+def environment_problem() -> str | None:
+    """Why this host cannot run cluster tests, or None."""
+    if os.geteuid() != 0:
+        return "cluster tests need root"
+    missing = [c for c in REQUIRED_COMMANDS if shutil.which(c) is None]
+    if missing:
+        return f"cluster tests need {', '.join(missing)}"
+    return None
+
+
+def require_cluster_environment() -> None:
+    """Skip (or, under CI=true, fail) when the host cannot boot test nodes."""
+    problem = environment_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{problem} (CI=true: not skipping)", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def cluster_spec(request):
+    """Shape of the session cluster: the demo shape unless parametrised."""
+    return getattr(request, "param", None) or isolated_spec()
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_spec):
+    """A booted cluster whose minions all answer; torn down (and checked) at the end."""
+    require_cluster_environment()
+    booted = Cluster(cluster_spec, log=lambda msg: print(f"[cluster] {msg}"))
+    booted.start()
+    try:
+        yield booted
+    finally:
+        left = booted.stop()
+        if left:
+            pytest.fail(f"teardown left behind: {left}", pytrace=False)
