@@ -352,3 +352,9 @@ def test_default_run_without_tools_on_path(fake_dev, tool_path):
 
 def test_run_tool_reports_a_missing_binary(tool_path):
     assert crane_gres.run_tool(["nvidia-smi"]) == (127, "")
+
+
+def test_nvidia_smi_without_minor_numbers_still_names_a_uniform_node(fake_dev):
+    fake_dev.chr("nvidia0", "nvidia1")
+    out = "[N/A], NVIDIA A100-SXM4-80GB\n[N/A], NVIDIA A100-SXM4-80GB\n"
+    assert [e["type"] for e in discover(fake_dev, answers(nvidia_smi=(0, out)))] == ["a100"]
