@@ -43,7 +43,7 @@ def placeholder(spec: ClusterSpec) -> dict[str, dict]:
     cluster = {
         "crane": {
             "version": spec.repo_versions[0],
-            "install": {"method": "repo", "repo": {"url": spec.repo_url()}},
+            "install": {"method": "repo", "repo": {"url": spec.repo_url(), "dist": "./"}},
             "login_nodes": spec.hostnames("login"),
             "config": config,
         }
@@ -75,13 +75,16 @@ def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str
 
 
 def _point_repo_at(sls: dict[str, dict], url: str) -> None:
-    """Set ``crane:install:repo:url`` in the SLS that defines ``crane:install`` (else cluster)."""
+    """Point ``crane:install:repo`` at the local (unsigned, so trusted) repository.
+
+    Set in the SLS that defines ``crane:install``, else in ``crane.cluster``.
+    """
     owner = next(
         (name for name, data in sls.items() if "install" in (data.get("crane") or {})),
         "crane.cluster",
     )
     crane = sls.setdefault(owner, {}).setdefault("crane", {})
-    crane.setdefault("install", {}).setdefault("repo", {})["url"] = url
+    crane.setdefault("install", {}).setdefault("repo", {}).update(url=url, trusted=True)
 
 
 def top_for(spec: ClusterSpec, sls: dict[str, dict]) -> dict:
