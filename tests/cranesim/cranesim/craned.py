@@ -1,0 +1,263 @@
+"""The simulated craned: start-up checks, the registration handshake, pings and fake jobs."""
+
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import uuid
+
+from cranesim import VERSION, craned_config
+from cranesim.common import (
+    Logger,
+    RpcError,
+    create_folders_for_file,
+    daemonize,
+    die,
+    die_silent,
+    flock_singleton,
+    rpc_call,
+    serve_forever,
+)
+
+CGROUP_ROOT_ENV = "CRANESIM_CGROUP_ROOT"  # test hook: where the cgroup root is read
+NOFILE_ENV = "CRANESIM_NOFILE"  # test hook: RLIMIT_NOFILE target for unprivileged test runs
+STEPS_FILE = "craned/cranesim_steps.json"  # stands in for surviving csupervisor processes
+
+
+class StepStore:
+    """Jobs running on this node; they outlive a craned restart like csupervisor does."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.jobs = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as stream:
+                self.jobs = {int(k): v for k, v in json.load(stream).items()}
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as stream:
+            json.dump(self.jobs, stream)
+        os.replace(tmp, self.path)
+
+    def add(self, job):
+        with self.lock:
+            self.jobs[int(job["job_id"])] = job
+            self.save()
+
+    def remove(self, job_id):
+        with self.lock:
+            self.jobs.pop(int(job_id), None)
+            self.save()
+
+    def keep_only(self, job_ids):
+        """Drop jobs cranectld no longer expects; return the expected ones we lost."""
+        wanted = {int(j) for j in job_ids}
+        with self.lock:
+            lost = sorted(wanted - set(self.jobs))
+            self.jobs = {k: v for k, v in self.jobs.items() if k in wanted}
+            self.save()
+        return lost
+
+    def finished(self):
+        now = time.time()
+        with self.lock:
+            return [j for j in self.jobs.values() if j["start_time"] + j["seconds"] <= now]
+
+
+class CtldClient:
+    """craned's side of §5: trigger reverse connection, wait for Configure, register, ping."""
+
+    def __init__(self, cfg, log, steps):
+        self.cfg = cfg
+        self.log = log
+        self.steps = steps
+        self.token = ""
+        self.configured = threading.Event()
+        self.lost_jobs = []
+        self.registered = False
+        self.start_time = time.time()
+
+    def call(self, request):
+        return rpc_call(self.cfg.control_machine, self.cfg.internal_port, request, timeout=5)
+
+    # ------------------------------------------------------------ handlers for cranectld
+    def handle(self, req):
+        op = req.get("op")
+        if op == "configure":
+            return self.on_configure(req)
+        if op == "execute":
+            self.steps.add(req["job"])
+            self.log.info(f"Job #{req['job']['job_id']} started.", src="JobManager.cpp:0")
+            return {"ok": True}
+        return {"ok": False, "error": "unknown op"}
+
+    def on_configure(self, req):
+        if req.get("token") != self.token:
+            return {"ok": False}
+        self.lost_jobs = self.steps.keep_only(req.get("job_ids", []))
+        self.configured.set()
+        return {"ok": True}
+
+    # ------------------------------------------------------------ state machine
+    def run(self, stop):
+        while not stop.is_set():
+            if not self.registered:
+                self.registered = self._handshake(stop)
+                if not self.registered:
+                    stop.wait(1)
+                continue
+            stop.wait(self.cfg.ping_interval)
+            if not stop.is_set():
+                self._ping()
+
+    def _handshake(self, stop):
+        self.token = uuid.uuid4().hex
+        self.configured.clear()
+        try:
+            self.call(
+                {"op": "trigger_reverse_conn", "craned_id": self.cfg.hostname, "token": self.token}
+            )
+        except RpcError as exc:
+            self.log.debug(f"Failed to connect to CraneCtld: {exc}", src="CtldClient.cpp:0")
+            return False
+        if not self._wait_configured(stop):
+            return False
+        return self._register()
+
+    def _wait_configured(self, stop):
+        deadline = time.monotonic() + self.cfg.ctld_timeout
+        while time.monotonic() < deadline and not stop.is_set():
+            if self.configured.wait(0.2):
+                return True
+        return False
+
+    def _register(self):
+        uname = os.uname()
+        remote = {
+            "craned_version": VERSION,
+            "sysname": uname.sysname,
+            "release": uname.release,
+            "sysver": uname.version,
+            "system_boot_time": _boot_time(),
+            "craned_start_time": self.start_time,
+        }
+        request = {"op": "register", "craned_id": self.cfg.hostname, "token": self.token,
+                   "config_crc": self.cfg.crc, "lost_jobs": self.lost_jobs, "remote_meta": remote}  # fmt: skip
+        try:
+            ok = self.call(request).get("ok", False)
+        except RpcError:
+            return False
+        if ok:
+            self.log.info("Craned registered to CraneCtld.", src="CtldClient.cpp:0")
+        return ok
+
+    def _ping(self):
+        try:
+            ok = self.call({"op": "ping", "craned_id": self.cfg.hostname}).get("ok", False)
+        except RpcError:
+            ok = False
+        if not ok:
+            self.log.warn(
+                "Lost connection to CraneCtld, registering again.", src="CtldClient.cpp:0"
+            )
+            self.registered = False
+
+    def report_finished(self, stop):
+        """Tell cranectld about jobs whose time is up; retry while it is unreachable."""
+        while not stop.wait(0.2):
+            for job in self.steps.finished():
+                request = {"op": "step_finished", "job_id": job["job_id"], "status": "Completed"}
+                try:
+                    self.call(request)
+                except RpcError:
+                    continue
+                self.steps.remove(job["job_id"])
+                self.log.info(f"Job #{job['job_id']} completed.", src="JobManager.cpp:0")
+
+
+def _boot_time():
+    try:
+        with open("/proc/stat", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("btime "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- start-up
+def _set_nofile(log):
+    """``SetMaxFileDescriptorNumber(640000)``; craned exits when it fails."""
+    target = int(os.environ.get(NOFILE_ENV, "640000"))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
+    except (ValueError, OSError):
+        die(log, f"Unable to set file descriptor limits to {target}", "Craned.cpp:1599")
+
+
+def _check_cgroups(log):
+    """§2.6 craned item 23, read from the cgroup root (CRANESIM_CGROUP_ROOT for tests)."""
+    root = os.environ.get(CGROUP_ROOT_ENV, "/sys/fs/cgroup")
+    controllers_file = os.path.join(root, "cgroup.controllers")
+    if os.path.exists(controllers_file):
+        with open(controllers_file, encoding="utf-8") as stream:
+            present = set(stream.read().split())
+        if not {"cpu", "memory", "io"} <= present:
+            die(log, "Failed to initialize cpu,memory,IO cgroups controller.", "Craned.cpp:1488")
+        return
+    v1 = ("cpu", "memory", "devices", "blkio")
+    if any(os.path.isdir(os.path.join(root, c)) for c in v1):
+        if not all(os.path.isdir(os.path.join(root, c)) for c in v1):
+            die(
+                log,
+                "Failed to initialize cpu,memory,devices,block cgroups controller.",
+                src="Craned.cpp:1480",
+            )
+
+
+def start_server(cfg, log):
+    """``StartServer()`` and the main loop until SIGTERM/SIGINT."""
+    _set_nofile(log)
+    _check_cgroups(log)
+    for path in (cfg.log_file, os.path.join(cfg.script_dir, "x")):
+        if not create_folders_for_file(path):
+            die_silent()
+    steps = StepStore(os.path.join(cfg.base_dir, STEPS_FILE))
+    client = CtldClient(cfg, log, steps)
+    try:
+        serve_forever(cfg.listen_addr, cfg.listen_port, client.handle, "craned")
+    except OSError as exc:
+        die(
+            log,
+            f"Cannot start gRPC server on {cfg.listen_addr}:{cfg.listen_port}: {exc.strerror}",
+            src="CranedServer.cpp:0",
+        )
+    log.info(
+        f"Craned is listening on {cfg.listen_addr}:{cfg.listen_port}", src="CranedServer.cpp:0"
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=client.report_finished, args=(stop,), daemon=True).start()
+    client.run(stop)
+    log.info("Craned is ending.", src="Craned.cpp:0")
+
+
+def main(argv=None):
+    """Entry point of /usr/bin/craned."""
+    log = Logger()
+    args = craned_config.parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = craned_config.load(args, log)
+    lock_fd = flock_singleton(cfg.lock_file, log, "Craned")
+    if not cfg.foreground:
+        daemonize()
+        log.detach_console()
+    start_server(cfg, log)
+    os.close(lock_fd)
+    return 0

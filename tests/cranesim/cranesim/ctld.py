@@ -1,0 +1,513 @@
+"""The simulated cranectld: node registry, drain state, cluster queries, persistent jobs."""
+
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from cranesim import ctld_config
+from cranesim.common import (
+    Logger,
+    RpcError,
+    create_folders_for_file,
+    die,
+    flock_singleton,
+    gethostname,
+    rpc_call,
+    serve_forever,
+    value_or,
+)
+from cranesim.config import compress, expand
+
+RESOURCE_STATES = ["CRANE_IDLE", "CRANE_MIX", "CRANE_ALLOC", "CRANE_DOWN"]
+CONTROL_STATES = ["CRANE_NONE", "CRANE_DRAIN", "CRANE_POWEROFF", "CRANE_SLEEP", "CRANE_WAKE",
+                  "CRANE_POWERON", "CRANE_UNREGISTER_POWER"]  # fmt: skip
+POWER_STATES = ["CRANE_POWER_ACTIVE", "CRANE_POWER_IDLE", "CRANE_POWER_SLEEPING",
+                "CRANE_POWER_POWEREDOFF", "CRANE_POWER_TO_SLEEPING", "CRANE_POWER_WAKING_UP",
+                "CRANE_POWER_POWERING_ON", "CRANE_POWER_POWERING_OFF"]  # fmt: skip
+LOST_STEP_REASON = "Craned re-registered but step lost."
+
+
+@dataclass
+class NodeMeta:
+    """cranectld's in-memory view of one craned (nothing here is persisted)."""
+
+    spec: object
+    alive: bool = False
+    drain: bool = False
+    reason: str = ""
+    power: str = "CRANE_POWER_IDLE"
+    version: str = ""
+    sysname: str = "unknown"
+    release: str = ""
+    sysver: str = ""
+    boot_time: float = 0
+    start_time: float = 0
+    last_busy: float = 0
+    last_ping: float = 0
+    token: str = ""
+
+
+class JobStore:
+    """Jobs kept in the embedded DB file so they survive a cranectld restart."""
+
+    def __init__(self, path):
+        self.path = path
+        self.jobs = {}
+        self.next_id = 1
+
+    def load(self):
+        if os.path.exists(self.path):
+            with open(self.path, encoding="utf-8") as stream:
+                data = json.load(stream)
+            self.jobs = {int(k): v for k, v in data.get("jobs", {}).items()}
+            self.next_id = data.get("next_id", 1)
+        self.save()
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as stream:
+            json.dump({"next_id": self.next_id, "jobs": self.jobs}, stream)
+        os.replace(tmp, self.path)
+
+    def running_on(self, node):
+        return [j for j in self.jobs.values() if j["node"] == node and j["status"] == "Running"]
+
+
+class Ctld:
+    """State and RPC handlers of the simulated cranectld."""
+
+    def __init__(self, cfg, log, store):
+        self.cfg = cfg
+        self.log = log
+        self.store = store
+        self.lock = threading.RLock()
+        self.nodes = {name: NodeMeta(spec) for name, spec in cfg.nodes.items()}
+
+    # ----------------------------------------------------------- resources
+    def _in_use(self, name):
+        jobs = self.store.running_on(name)
+        return sum(j["cpu"] for j in jobs), sum(j["mem"] for j in jobs)
+
+    def _resource_state(self, meta):
+        if not meta.alive:
+            return "CRANE_DOWN"
+        cpu, mem = self._in_use(meta.spec.name)
+        if cpu == 0 and mem == 0:
+            return "CRANE_IDLE"
+        if cpu >= meta.spec.cpu or mem >= meta.spec.memory:
+            return "CRANE_ALLOC"
+        return "CRANE_MIX"
+
+    def _control_state(self, meta):
+        return "CRANE_DRAIN" if meta.drain else "CRANE_NONE"
+
+    # ----------------------------------------------------------- internal service
+    def handle_internal(self, req):
+        handlers = {
+            "trigger_reverse_conn": self.trigger_reverse_conn,
+            "register": self.register,
+            "ping": self.ping,
+            "step_finished": self.step_finished,
+        }
+        handler = handlers.get(req.get("op"))
+        return handler(req) if handler else {"ok": False, "error": "unknown op"}
+
+    def trigger_reverse_conn(self, req):
+        """craned asks cranectld to connect back to its CranedListenPort."""
+        craned_id = req.get("craned_id", "")
+        self.log.trace(f"Craned {craned_id} requires Ctld to connect.", src="CtldGrpcServer.cpp:60")
+        with self.lock:
+            meta = self.nodes.get(craned_id)
+            if meta is None:
+                self.log.warn(
+                    f"Reject register request from unknown node {craned_id}",
+                    src="CtldGrpcServer.cpp:62",
+                )
+                return {"ok": True}
+            if meta.alive:
+                self._craned_down(craned_id)
+            meta.token = req.get("token", "")
+            expected = [j["job_id"] for j in self.store.running_on(craned_id)]
+        threading.Thread(
+            target=self._configure, args=(craned_id, meta.token, expected), daemon=True
+        ).start()
+        return {"ok": True}
+
+    def _configure(self, craned_id, token, expected):
+        request = {"op": "configure", "craned_id": craned_id, "token": token, "job_ids": expected}
+        try:
+            rpc_call(craned_id, self.cfg.craned_port, request, timeout=5)
+        except RpcError as exc:
+            self.log.debug(
+                f"Failed to connect to craned {craned_id}: {exc}", "CranedKeeper.cpp:800"
+            )
+
+    def register(self, req):
+        craned_id = req.get("craned_id", "")
+        with self.lock:
+            meta = self.nodes.get(craned_id)
+            if meta is None:
+                return {"ok": False}
+            if meta.alive:
+                self.log.warn(
+                    f"Reject register request from already online node {craned_id}",
+                    src="CtldGrpcServer.cpp:98",
+                )
+                return {"ok": False}
+            if not self.cfg.ignore_inconsistency and req.get("config_crc") != self.cfg.crc:
+                self.log.error(
+                    f"CranedNode #{craned_id} appears to have a diffrent config.yaml than the CraneCtld.",
+                    src="CtldGrpcServer.cpp:107",
+                )
+            if req.get("token") != meta.token:
+                self.log.warn(
+                    f"Reject register request from node {craned_id} with invalid token.",
+                    src="CtldGrpcServer.cpp:120",
+                )
+                return {"ok": False}
+            self._fail_lost_jobs(craned_id, req.get("lost_jobs", []))
+            self._craned_up(meta, req)
+        return {"ok": True}
+
+    def _fail_lost_jobs(self, craned_id, lost):
+        if lost:
+            self.log.info(
+                f"Craned {craned_id} lost job allocation:[{','.join(map(str, lost))}].",
+                src="CtldGrpcServer.cpp:131",
+            )
+        for job_id in lost:
+            job = self.store.jobs.get(int(job_id))
+            if job and job["status"] == "Running":
+                job.update(status="Failed", reason=LOST_STEP_REASON, end_time=time.time())
+        if lost:
+            self.store.save()
+
+    def _craned_up(self, meta, req):
+        remote = req.get("remote_meta", {})
+        meta.alive = True
+        meta.last_ping = time.monotonic()
+        meta.version = remote.get("craned_version", "")
+        meta.sysname = remote.get("sysname", "unknown")
+        meta.release = remote.get("release", "")
+        meta.sysver = remote.get("sysver", "")
+        meta.boot_time = remote.get("system_boot_time", 0)
+        meta.start_time = remote.get("craned_start_time", 0)
+        self.log.info(f"Craned {meta.spec.name} is up now.", src="CranedMetaContainer.cpp:80")
+
+    def _craned_down(self, craned_id):
+        meta = self.nodes[craned_id]
+        if not meta.alive:
+            return
+        meta.alive = False
+        self.log.info(f"Craned {craned_id} is down now.", src="CranedMetaContainer.cpp:121")
+
+    def ping(self, req):
+        craned_id = req.get("craned_id", "")
+        with self.lock:
+            meta = self.nodes.get(craned_id)
+            if meta is None or not meta.alive:
+                self.log.warn(
+                    f"Reject ping from offline node {craned_id}", "CtldGrpcServer.cpp:177"
+                )
+                return {"ok": False}
+            meta.last_ping = time.monotonic()
+        return {"ok": True}
+
+    def step_finished(self, req):
+        """craned reports that a job ended on it."""
+        with self.lock:
+            job = self.store.jobs.get(int(req.get("job_id", 0)))
+            if job and job["status"] == "Running":
+                job.update(status=req.get("status", "Completed"), end_time=time.time())
+                self.store.save()
+                meta = self.nodes.get(job["node"])
+                if meta is not None:
+                    meta.last_busy = time.time()
+        return {"ok": True}
+
+    def check_timeouts(self):
+        """``CranedKeeper::CheckNodeTimeoutAndClean``: silent nodes become down."""
+        with self.lock:
+            now = time.monotonic()
+            for name, meta in self.nodes.items():
+                if meta.alive and now - meta.last_ping > self.cfg.craned_timeout:
+                    self._craned_down(name)
+
+    # ----------------------------------------------------------- external service
+    def handle_external(self, req):
+        handlers = {
+            "query_cluster_info": self.query_cluster_info,
+            "query_craned_info": self.query_craned_info,
+            "modify_node": self.modify_node,
+            "submit_sim_job": self.submit_sim_job,
+            "query_sim_jobs": self.query_sim_jobs,
+        }
+        handler = handlers.get(req.get("op"))
+        return handler(req) if handler else {"ok": False, "error": "unknown op"}
+
+    def query_cluster_info(self, req):
+        """``CranedMetaContainer::QueryClusterInfo`` as a protojson-shaped dict."""
+        reply = {"ok": True, "partitions": []}
+        states = (req.get("filter_craned_control_states") or [],
+                  req.get("filter_craned_resource_states") or [],
+                  req.get("filter_craned_power_states") or [])  # fmt: skip
+        if not all(states):
+            return reply
+        wanted_parts = set(req.get("filter_partitions") or [])
+        wanted_nodes = _requested_nodes(req.get("filter_nodes") or [])
+        with self.lock:
+            for part, members in self.cfg.partitions.items():
+                if wanted_parts and part not in wanted_parts:
+                    continue
+                reply["partitions"].append(
+                    self._partition_info(part, members, wanted_nodes, states)
+                )
+        return reply
+
+    def _partition_info(self, part, members, wanted_nodes, states):
+        controls, resources, powers = states
+        alive = any(self.nodes[n].alive for n in members)
+        groups = {}
+        for name in members:
+            if wanted_nodes is not None and name not in wanted_nodes:
+                continue
+            meta = self.nodes[name]
+            ctl, res = self._control_state(meta), self._resource_state(meta)
+            if ctl in controls and res in resources and meta.power in powers:
+                key = (CONTROL_STATES.index(ctl), RESOURCE_STATES.index(res),
+                       POWER_STATES.index(meta.power), meta.reason)  # fmt: skip
+                groups.setdefault(key, []).append(name)
+        lists = [_trimmed(key, names) for key, names in sorted(groups.items())]
+        display = part + "*" if part == self.cfg.default_partition else part
+        state = "PARTITION_UP" if alive else "PARTITION_DOWN"
+        return {"name": display, "state": state, "craned_lists": lists}
+
+    def query_craned_info(self, req):
+        name = req.get("craned_name", "")
+        with self.lock:
+            names = [name] if name else list(self.nodes)
+            infos = [self._craned_info(n) for n in names if n in self.nodes]
+        return {"craned_info_list": infos}
+
+    def _craned_info(self, name):
+        meta = self.nodes[name]
+        spec = meta.spec
+        cpu, mem = self._in_use(name)
+        gres_total = [[g[0], g[1], len(g[2])] for g in spec.gres]
+        return {
+            "hostname": name,
+            "resource_state": self._resource_state(meta),
+            "control_state": self._control_state(meta),
+            "power_state": meta.power,
+            "state_reason": meta.reason,
+            "res_total": {"cpu_count": spec.cpu, "memory_bytes": spec.memory, "gres": gres_total},
+            "res_alloc": {"cpu_count": cpu, "memory_bytes": mem, "gres": []},
+            "res_avail": {
+                "cpu_count": spec.cpu - cpu,
+                "memory_bytes": spec.memory - mem,
+                "gres": gres_total,
+            },
+            "partition_names": list(spec.partitions),
+            "running_job_num": len(self.store.running_on(name)),
+            "craned_version": meta.version,
+            "system_desc": f"{meta.sysname} {meta.release} {meta.sysver}",
+            "system_boot_time": meta.boot_time,
+            "craned_start_time": meta.start_time,
+            "last_busy_time": meta.last_busy,
+            "sockets": spec.sockets,
+        }
+
+    def modify_node(self, req):
+        """``CranedMetaContainer::ChangeNodeState`` for drain and resume."""
+        reply = {"modified_nodes": [], "not_modified_nodes": [], "not_modified_reasons": []}
+        new_state = req.get("new_state")
+        with self.lock:
+            for craned_id in req.get("craned_ids", []):
+                reason = self._change_state(craned_id, new_state, req.get("reason", ""))
+                if reason is None:
+                    reply["modified_nodes"].append(craned_id)
+                else:
+                    reply["not_modified_nodes"].append(craned_id)
+                    reply["not_modified_reasons"].append(reason)
+        return reply
+
+    def _change_state(self, craned_id, new_state, reason):
+        meta = self.nodes.get(craned_id)
+        if meta is None:
+            return "Invalid node name specified."
+        if new_state not in ("CRANE_DRAIN", "CRANE_NONE"):
+            return "Plugin system not available for update state"
+        if not meta.alive:
+            return "Can't change the state of a DOWN node!"
+        if new_state == "CRANE_DRAIN":
+            meta.drain, meta.reason = True, reason
+        else:
+            meta.drain, meta.reason = False, ""
+        return None
+
+    # ----------------------------------------------------------- simulator-only jobs
+    def submit_sim_job(self, req):
+        """Test hook: run a fake job that occupies ``cpu`` CPUs of ``node`` for ``seconds``."""
+        name = req.get("node", "")
+        with self.lock:
+            error = self._job_refusal(name, req)
+            if error:
+                return {"ok": False, "error": error}
+            spec = self.nodes[name].spec
+            cpu = int(req.get("cpu") or spec.cpu)
+            job = {"job_id": self.store.next_id, "node": name, "cpu": cpu,
+                   "mem": spec.memory * cpu // max(spec.cpu, 1), "seconds": float(req["seconds"]),
+                   "start_time": time.time(), "status": "Running", "reason": "", "end_time": 0}  # fmt: skip
+            self.store.next_id += 1
+            self.store.jobs[job["job_id"]] = job
+            self.store.save()
+        try:
+            rpc_call(name, self.cfg.craned_port, {"op": "execute", "job": job}, timeout=5)
+        except RpcError as exc:
+            with self.lock:
+                job.update(status="Failed", reason=f"dispatch failed: {exc}", end_time=time.time())
+                self.store.save()
+            return {"ok": False, "error": f"Failed to dispatch the job to {name}."}
+        self.log.info(f"Job #{job['job_id']} started on {name}.", src="JobScheduler.cpp:0")
+        return {"ok": True, "job_id": job["job_id"]}
+
+    def _job_refusal(self, name, req):
+        meta = self.nodes.get(name)
+        if meta is None:
+            return f"Node {name} not found."
+        if not meta.alive or meta.drain:
+            return f"Node {name} is not available."
+        cpu = int(req.get("cpu") or meta.spec.cpu)
+        used, _ = self._in_use(name)
+        if cpu <= 0 or used + cpu > meta.spec.cpu:
+            return "Resource not enough."
+        return None
+
+    def query_sim_jobs(self, req):
+        with self.lock:
+            return {"ok": True, "jobs": sorted(self.store.jobs.values(), key=lambda j: j["job_id"])}
+
+
+def _requested_nodes(filter_nodes):
+    if not filter_nodes:
+        return None
+    return set(expand(",".join(filter_nodes)) or [])
+
+
+def _trimmed(key, names):
+    control, res, power, reason = key
+    return {
+        "resource_state": RESOURCE_STATES[res],
+        "control_state": CONTROL_STATES[control],
+        "power_state": POWER_STATES[power],
+        "count": len(names),
+        "craned_list_regex": compress(names),
+        "reason": reason,
+    }
+
+
+# --------------------------------------------------------------------------- start-up
+def _raise_nofile(log):
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (640000, 640000))
+    except (ValueError, OSError):
+        log.warn(
+            "Unable to set file descriptor limits to 640000. Please increase the hard limit if needed.",
+            src="CraneCtld.cpp:1169",
+        )
+
+
+def _create_folders(cfg, log):
+    if not create_folders_for_file(cfg.log_file):
+        die(log, "Failed to create folders for CraneCtld log files!", "CraneCtld.cpp:1145")
+    if not create_folders_for_file(cfg.db_path):
+        die(log, "Failed to create folders for CraneCtld db files!", "CraneCtld.cpp:1151")
+    alive = _alive_file(cfg)
+    if alive and not create_folders_for_file(alive):
+        die(log, "Failed to create folders for CraneCtld alive file!", "CraneCtld.cpp:1159")
+
+
+def _alive_file(cfg):
+    keepalived = cfg.raw.get("Keepalived")
+    if not isinstance(keepalived, dict):
+        return ""
+    rel = str(value_or(keepalived, "CraneCtldAliveFile", "cranectld/cranectld.alive"))
+    return os.path.join(cfg.base_dir, rel)
+
+
+def _open_store(cfg, log):
+    if cfg.db_backend != "Unqlite":
+        log.error(
+            f"Invalid embedded database backend: {cfg.db_backend}", "EmbeddedDbClient.cpp:547"
+        )
+        die(log, "Failed to initialize g_embedded_db_client.", "CraneCtld.cpp:1093")
+    store = JobStore(cfg.db_path)
+    try:
+        store.load()
+    except (OSError, ValueError) as exc:
+        log.error(f"Failed to open embedded db {cfg.db_path}: {exc}", src="EmbeddedDbClient.cpp:0")
+        die(log, "Failed to initialize g_embedded_db_client.", "CraneCtld.cpp:1093")
+    return store
+
+
+def _start_servers(ctld, cfg, log):
+    try:
+        serve_forever(cfg.listen_addr, cfg.internal_port, ctld.handle_internal, "internal")
+    except OSError:
+        die(log, "Cannot start internal gRPC server!", "CtldGrpcServer.cpp:0")
+    try:
+        serve_forever(cfg.listen_addr, cfg.listen_port, ctld.handle_external, "external")
+    except OSError:
+        die(log, "Cannot start gRPC server!", "CtldGrpcServer.cpp:0")
+    log.info(
+        f"CraneCtld is listening on {cfg.listen_addr}:{cfg.listen_port} and Internal Port {cfg.internal_port}",
+        src="CtldGrpcServer.cpp:0",
+    )
+
+
+def start_server(cfg, log):
+    """``StartServer()``: folders, DB, servers; then serve until SIGTERM/SIGINT."""
+    _raise_nofile(log)
+    _create_folders(cfg, log)
+    log.info(f"Hostname of CraneCtld: {gethostname()}", src="CraneCtld.cpp:1032")
+    if ctld_config.tls_enabled(cfg.raw) and not cfg.vault_enabled:
+        die(log, "[Security] TLS is enabled but Vault is not enabled.", "CraneCtld.cpp:1061")
+    ctld = Ctld(cfg, log, _open_store(cfg, log))
+    _start_servers(ctld, cfg, log)
+    log.info("CraneCtld service ready.", src="CraneCtld.cpp:1176")
+    alive = _alive_file(cfg)
+    if alive:
+        open(alive, "a").close()
+    _serve(ctld, alive)
+
+
+def _serve(ctld, alive_file):
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.2):
+        ctld.check_timeouts()
+    if alive_file and os.path.exists(alive_file):
+        os.unlink(alive_file)
+    ctld.log.info("CraneCtld is ending.", src="CraneCtld.cpp:0")
+
+
+def main(argv=None):
+    """Entry point of /usr/bin/cranectld."""
+    log = Logger()
+    args = ctld_config.parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = ctld_config.load(args, log)
+    lock_fd = flock_singleton(cfg.lock_file, log, "CraneCtld")
+    if not cfg.foreground:
+        from cranesim.common import daemonize
+
+        daemonize()
+        log.detach_console()
+    start_server(cfg, log)
+    os.close(lock_fd)
+    return 0

@@ -1,0 +1,343 @@
+"""cranectld's command line, config.yaml and database.yaml handling (reference §2.1, §2.6, §6.1)."""
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+
+from cranesim import VERSION
+from cranesim.common import (
+    LEVELS,
+    Logger,
+    as_bool,
+    as_str,
+    die,
+    die_stderr,
+    is_ip_literal,
+    join_base,
+    load_yaml,
+    parse_memory,
+    valid_port,
+    value_or,
+)
+from cranesim.config import NodeSpec, ctld_gres, parse_node_group, partition_nodes, uint_or
+
+DEFAULT_BASE = "/var/crane/"
+SRC = "CraneCtld.cpp:475"
+_PREEMPT_TYPES = ("none", "qos", "partition")
+_PREEMPT_MODES = ("OFF", "CANCEL")
+
+
+@dataclass
+class CtldConfig:
+    """What the simulated cranectld needs from its configuration files."""
+
+    raw: dict
+    cluster: str
+    base_dir: str
+    log_file: str
+    debug_level: str
+    foreground: bool
+    listen_addr: str
+    listen_port: int
+    internal_port: int
+    craned_port: int
+    craned_timeout: int
+    lock_file: str
+    db_path: str = ""
+    default_partition: str = ""
+    ignore_inconsistency: bool = False
+    nodes: dict = field(default_factory=dict)  # name -> NodeSpec, config order
+    partitions: dict = field(default_factory=dict)  # name -> [node names]
+    crc: int = 0
+    shared_base: str | None = None
+    db_backend: str = "Unqlite"
+    vault_enabled: bool = False
+
+
+HELP = """CraneCtld
+Usage:
+  cranectld [OPTION...]
+
+  -C, --config arg         Path to configuration file (default: /etc/crane/config.yaml)
+  -D, --db-config arg      Path to DB configuration file (default: /etc/crane/database.yaml)
+  -P, --plugin-config arg  Path to Plugin configuration file (default: /etc/crane/plugin.yaml)
+  -l, --listen arg         Listening address, format: <IP>:<port> (default: 0.0.0.0)
+  -p, --port arg           Listening port, format: <IP>:<port> (default: 10011)
+  -v, --version            Display version information
+  -h, --help               Display help for CraneCtld
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        Logger().error(f"{message}\n{HELP}")
+        sys.exit(1)
+
+
+def parse_args(argv):
+    """cxxopts-like options; -h/-v print and exit 0."""
+    parser = _Parser(add_help=False, prog="cranectld")
+    parser.add_argument("-C", "--config", default="/etc/crane/config.yaml")
+    parser.add_argument("-D", "--db-config", default=None)
+    parser.add_argument("-P", "--plugin-config", default="/etc/crane/plugin.yaml")
+    parser.add_argument("-l", "--listen", default=None)
+    parser.add_argument("-p", "--port", default=None)
+    parser.add_argument("-v", "--version", action="store_true")
+    parser.add_argument("-h", "--help", action="store_true")
+    args = parser.parse_args(argv)
+    if args.help:
+        print(HELP)
+        sys.exit(0)
+    if args.version:
+        print(f"Version: {VERSION}")
+        sys.exit(0)
+    return args
+
+
+def load(args, log):
+    """Parse and check everything in CraneCtld.cpp's ParseConfig order; exits on error."""
+    raw = load_yaml(args.config, log)
+    cluster = _cluster_name(raw, log)
+    base = as_str(value_or(raw, "CraneBaseDir", DEFAULT_BASE))
+    ctld_section = raw.get("CraneCtld") or {}
+    _check_log_size(ctld_section, log)
+    level = as_str(value_or(raw, "CraneCtldDebugLevel", "info"))
+    if level not in LEVELS or level == "critical":
+        die_stderr("Illegal debug-level format.")
+    log_file = join_base(base, as_str(value_or(raw, "CraneCtldLogFile", "cranectld/cranectld.log")))
+    log.init(level, log_file)
+    cfg = CtldConfig(
+        raw=raw,
+        cluster=cluster,
+        base_dir=base,
+        log_file=log_file,
+        debug_level=level,
+        foreground=as_bool(value_or(raw, "CraneCtldForeground", False)),
+        listen_addr=as_str(value_or(raw, "CraneCtldListenAddr", "0.0.0.0")),
+        listen_port=as_str(value_or(raw, "CraneCtldListenPort", "10011")),
+        internal_port=as_str(value_or(raw, "CraneCtldForInternalListenPort", "10013")),
+        craned_port=as_str(value_or(raw, "CranedListenPort", "10010")),
+        craned_timeout=uint_or(ctld_section, "CranedTimeout", 30),
+        lock_file="",
+        ignore_inconsistency=as_bool(value_or(raw, "IgnoreConfigInconsistency", False)),
+    )
+    from cranesim.common import config_crc
+
+    cfg.crc = config_crc(raw)
+    _check_sections(raw, cfg, log)
+    _load_db_config(args, raw, cfg, log)
+    _apply_listen(args, cfg, log)
+    return cfg
+
+
+def _cluster_name(raw, log):
+    name = raw.get("ClusterName")
+    if name is None or not as_str(name):
+        die(log, "ClusterName is empty.", "CraneCtld.cpp:140")
+    return as_str(name)
+
+
+def _check_log_size(section, log):
+    if isinstance(section, dict) and section.get("MaxLogFileSize") is not None:
+        if parse_memory(section["MaxLogFileSize"]) is None:
+            die(log, "Illegal memory format.", "CraneCtld.cpp:62")
+
+
+def _check_sections(raw, cfg, log):
+    keepalived = raw.get("Keepalived")
+    shared = None
+    if keepalived is not None:
+        if not isinstance(keepalived, dict) or keepalived.get("CraneSharedBaseDir") is None:
+            die(
+                log,
+                "Keepalived.CraneSharedBaseDir is not set in configuration file.",
+                src="CraneCtld.cpp:223",
+            )
+        shared = as_str(keepalived["CraneSharedBaseDir"])
+    lock_rel = as_str(value_or(raw, "CraneCtldMutexFilePath", "cranectld/cranectld.lock"))
+    cfg.lock_file = join_base(shared or cfg.base_dir, lock_rel)
+    cfg.shared_base = shared
+    _check_tls(raw.get("TLS") or {}, log)
+    _check_licenses(raw.get("Licenses") or [], log)
+    _parse_nodes(raw, cfg, log)
+    _parse_partitions(raw, cfg, log)
+    _check_default_partition(raw, cfg, log)
+    _check_preempt(raw.get("Preempt"), log)
+
+
+def _check_tls(tls, log):
+    if not isinstance(tls, dict) or not as_bool(tls.get("Enabled", False)):
+        return
+    keys = ("CaFilePath", "InternalCertFilePath", "InternalKeyFilePath",
+            "ExternalCertFilePath", "ExternalKeyFilePath")  # fmt: skip
+    for key in keys:
+        path = as_str(tls.get(key) or "")
+        if not path:
+            die(log, f"UseTls is true, but {key} is empty", "CraneCtld.cpp:274")
+        try:
+            with open(path, encoding="utf-8") as stream:
+                content = stream.read()
+        except OSError as exc:
+            die(log, f"Read {key} error: {exc.strerror}", "CraneCtld.cpp:284")
+        if not content:
+            die(
+                log,
+                f"UseTls is true, but the file specified by {key} is empty",
+                src="CraneCtld.cpp:293",
+            )
+
+
+def _check_licenses(licenses, log):
+    for lic in licenses if isinstance(licenses, list) else []:
+        if not isinstance(lic, dict) or lic.get("name") is None:
+            die(log, "Illegal licenses name format.", "CraneCtld.cpp:440")
+        if lic.get("quantity") is None:
+            die(log, "Illegal licenses quantity format.", "CraneCtld.cpp:446")
+
+
+def _parse_nodes(raw, cfg, log):
+    for group in raw.get("Nodes") or []:
+        names, cpu, memory, sockets = parse_node_group(group, log, SRC)
+        gres = ctld_gres(group, log)
+        for name in names:
+            cfg.nodes[name] = NodeSpec(name, cpu, memory, sockets, gres)
+
+
+def _parse_partitions(raw, cfg, log):
+    without = list(cfg.nodes)
+    for part in raw.get("Partitions") or []:
+        if not isinstance(part, dict) or part.get("name") is None:
+            die(log, "Partition name not found", "CraneCtld.cpp:597")
+        name = as_str(part["name"])
+        if part.get("nodes") is None:
+            die(log, f"The node of the partition {name} was not found", "CraneCtld.cpp:604")
+        members = partition_nodes(part["nodes"], list(cfg.nodes), name, log, True)
+        _check_partition_mem(part, name, log)
+        cfg.partitions[name] = members
+        for node in members:
+            if name not in cfg.nodes[node].partitions:
+                cfg.nodes[node].partitions.append(name)
+            if node in without:
+                without.remove(node)
+    if without:
+        die(log, f"Nodes {','.join(without)} not belong to any partition", "CraneCtld.cpp:736")
+
+
+def _check_partition_mem(part, name, log):
+    def mb(key):
+        return uint_or(part, key, 0)
+
+    if mb("DefaultMemPerCpu") and mb("DefaultMemPerNode"):
+        die(
+            log,
+            f"The partition {name} DefaultMemPerCpu and DefaultMemPerNode are mutually exclusive.",
+            src="CraneCtld.cpp:680",
+        )
+    if (
+        mb("DefaultMemPerCpu")
+        and mb("MaxMemPerCpu")
+        and mb("MaxMemPerCpu") < mb("DefaultMemPerCpu")
+    ):
+        die(
+            log,
+            f"The partition {name} MaxMemPerCpu {mb('MaxMemPerCpu')}MB should not be less than DefaultMemPerCpu {mb('DefaultMemPerCpu')}MB.",
+            src="CraneCtld.cpp:707",
+        )
+    if (
+        mb("DefaultMemPerNode")
+        and mb("MaxMemPerNode")
+        and mb("MaxMemPerNode") < mb("DefaultMemPerNode")
+    ):
+        die(
+            log,
+            f"The partition {name} MaxMemPerNode {mb('MaxMemPerNode')}MB should not be less than DefaultMemPerNode {mb('DefaultMemPerNode')}MB.",
+            src="CraneCtld.cpp:716",
+        )
+
+
+def _check_default_partition(raw, cfg, log):
+    if raw.get("DefaultPartition") is None:
+        return
+    values = as_str(raw["DefaultPartition"]).split(",")
+    cfg.default_partition = values[0].strip()
+    if len(values) > 1:
+        log.error(
+            f"Default partition contains multiple values. '{cfg.default_partition}' is used",
+            src="CraneCtld.cpp:749",
+        )
+    if cfg.default_partition not in cfg.partitions:
+        die(log, f"Unknown default partition {cfg.default_partition}", "CraneCtld.cpp:758")
+
+
+def _check_preempt(preempt, log):
+    if not isinstance(preempt, dict):
+        return
+    ptype = as_str(preempt.get("PreemptType") or "none")
+    pmode = as_str(preempt.get("PreemptMode") or "OFF")
+    if ptype not in _PREEMPT_TYPES:
+        die(
+            log,
+            f"Unknown PreemptType '{ptype}'. Valid: none|qos|partition",
+            src="CraneCtld.cpp:795",
+            level="critical",
+        )
+    if pmode not in _PREEMPT_MODES:
+        die(
+            log,
+            f"Unknown PreemptMode '{pmode}'. Valid: OFF|CANCEL",
+            src="CraneCtld.cpp:814",
+            level="critical",
+        )
+    if (ptype == "none") != (pmode == "OFF"):
+        names = {"none": "PREEMPT_NONE", "qos": "PREEMPT_QOS", "partition": "PREEMPT_PARTITION"}
+        modes = {"OFF": "PREEMPT_MODE_OFF", "CANCEL": "PREEMPT_MODE_CANCEL"}
+        die(
+            log,
+            f"Preempt config inconsistent: PreemptType={names[ptype]}, "
+            f"PreemptMode={modes[pmode]}. Both must be 'none'/'OFF' or both must be set.",
+            src="CraneCtld.cpp:825",
+            level="critical",
+        )
+
+
+def _load_db_config(args, raw, cfg, log):
+    path = args.db_config or as_str(value_or(raw, "DbConfigPath", "/etc/crane/database.yaml"))
+    db = load_yaml(path, log, what="database")
+    if db.get("DbReplSetName") is None:
+        die(log, "Unknown Replica Set name", "CraneCtld.cpp:886")
+    vault = db.get("Vault")
+    if vault is not None:
+        if not isinstance(vault, dict) or vault.get("Username") is None:
+            die(log, "Unknown Vault Username", "CraneCtld.cpp:923")
+        if vault.get("Password") is None:
+            die(log, "Unknown Vault Password", "CraneCtld.cpp:931")
+    cfg.db_backend = as_str(value_or(db, "CraneEmbeddedDbBackend", "Unqlite"))
+    rel = as_str(value_or(db, "CraneCtldDbPath", "cranectld/embedded.db"))
+    cfg.db_path = join_base(cfg.shared_base or cfg.base_dir, rel)
+    cfg.vault_enabled = isinstance(vault, dict) and as_bool(vault.get("Enabled", False))
+
+
+def _apply_listen(args, cfg, log):
+    if args.listen:
+        cfg.listen_addr = args.listen
+    if args.port:
+        cfg.listen_port = args.port
+    if not is_ip_literal(cfg.listen_addr):
+        die(log, "Listening address is invalid.", "CraneCtld.cpp:986")
+    if not valid_port(cfg.listen_port):
+        die(log, "Listening port is invalid.", "CraneCtld.cpp:993")
+
+
+def tls_enabled(raw):
+    tls = raw.get("TLS")
+    return isinstance(tls, dict) and as_bool(tls.get("Enabled", False))
+
+
+def ensure_dir_for(path):
+    """True when the folder for ``path`` exists or could be created."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError:
+        return False
+    return True
