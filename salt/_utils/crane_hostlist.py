@@ -1,0 +1,381 @@
+"""CraneSched host lists ("bracket" syntax), with CraneSched's exact semantics.
+
+``expand`` behaves like ``util::ParseHostList`` and ``compress`` like ``util::HostNameListToStr``
+(CraneSched ``src/Utilities/PublicHeader/String.cpp``): the same names, in the same order, for
+every input CraneSched accepts. Where CraneSched fails without saying why, ``expand`` raises
+``HostListError`` with the expression and the reason.
+
+Pure Python and standard library only: loaded by Salt's loader as a ``_utils`` module and
+imported directly by the other utilities and the CraneSched simulator.
+
+Corners that follow from CraneSched's code (not stated by its docs):
+
+* ``expand``: the bracket checks run over the whole expression before any item is expanded,
+  so ``cn[x],a]`` reports the isolated bracket, not the bad body. A range end or start above
+  2**64-1 fails, as CraneSched's ``from_chars`` into ``size_t`` does. Items containing a newline
+  never match the expansion pattern (``.`` does not match it) and stay literal.
+* ``compress``: even a single host goes through the final bracket removal
+  (``["cn[5]"]`` gives ``cn5``). Empty names are dropped unless the list has exactly one name.
+  Number runs that touch a bracket (``a1[2]3``) take the bracket with them, and CraneSched
+  orders such runs by their leading digits; ties are broken by the string here, where
+  CraneSched's ``std::sort`` leaves them in an unspecified order. Groups are keyed as
+  ``prefix + "<" + suffix`` and split at the first ``<``, so a ``<`` in a prefix moves into the
+  suffix, as in CraneSched. Numbers above 2**31-1 make CraneSched's ``stoi`` throw; here they
+  fold like any other number.
+"""
+
+import re
+from itertools import count, groupby
+from operator import sub
+
+__all__ = ["HostListError", "compress", "expand"]
+
+SIZE_MAX = 2**64 - 1  # CraneSched parses range bounds into a size_t
+_ITEM_WHITESPACE = " \t\n\v\f\r"  # absl::StripAsciiWhitespace
+
+# Compression, bracket-free names, each after a newline: the prefix (a digit at index 0
+# never starts a number), then the first run of digits; ``split`` leaves the rest between.
+_FIRST_NUMBER_LINES = re.compile(r"\n([0-9]?[^0-9\n]*)([0-9]*)")
+# One name with well-formed brackets: prefix, first digit run outside brackets (which runs
+# on through bracket groups glued to it, as CraneSched's scan does), rest.
+_GROUP = r"\[[^\[\]]*\]"
+_FIRST_NUMBER = re.compile(rf"([0-9]?(?:[^0-9\[\]]|{_GROUP})*)([0-9](?:[0-9]|{_GROUP})*)")
+_WELL_FORMED = re.compile(rf"[^\[\]]*(?:{_GROUP}[^\[\]]*)*")
+
+
+class HostListError(ValueError):
+    """A host-list expression CraneSched would reject; the message says which and why."""
+
+    def __init__(self, expr, reason):
+        self.expr = expr
+        self.reason = reason
+        super().__init__(f"invalid host list {expr!r}: {reason}")
+
+
+# --------------------------------------------------------------------------- expand
+
+
+def expand(expr, max_hosts=None):
+    """Expand a CraneSched host-list expression into host names, in CraneSched's order.
+
+    ``cn[01-03],gpu1`` -> ``['cn01', 'cn02', 'cn03', 'gpu1']``. ``max_hosts`` (optional)
+    bounds the result, so a typo like ``cn[1-99999999999]`` fails instead of eating memory.
+    Raises ``HostListError`` where CraneSched's ``ParseHostList`` fails.
+    """
+    if not isinstance(expr, str):
+        raise TypeError(f"host list must be a string, not {type(expr).__name__}")
+    text = expr.replace(" ", "")
+    if "[" not in text and "]" not in text:
+        return _plain_items(text)
+    hosts = []
+    for raw in _split_items(text, expr):
+        item = raw.strip(_ITEM_WHITESPACE)
+        if not item:
+            continue
+        if _is_expandable(item):
+            _expand_item(item, expr, hosts, max_hosts)
+        else:
+            hosts.append(item)
+        _check_limit(len(hosts), max_hosts, expr)
+    return hosts
+
+
+def _plain_items(text):
+    """Items of a bracket-free expression, empty ones skipped."""
+    items = text.split(",")
+    if any(ws in text for ws in _ITEM_WHITESPACE):
+        items = [item.strip(_ITEM_WHITESPACE) for item in items]
+    return [item for item in items if item]
+
+
+def _split_items(text, expr):
+    """Split at top-level commas, checking bracket balance left to right like CraneSched."""
+    items = []
+    current = ""
+    pos = 0
+    while True:
+        left = text.find("[", pos)
+        stop = left if left >= 0 else len(text)
+        if text.find("]", pos, stop) >= 0:
+            raise HostListError(expr, "isolated bracket (']' without '[')")
+        first, *rest = text[pos:stop].split(",")
+        current += first
+        if rest:
+            items.append(current)
+            *middle, current = rest
+            items.extend(middle)
+        if left < 0:
+            items.append(current)
+            return items
+        right = text.find("]", left + 1)
+        nested = text.find("[", left + 1, right if right >= 0 else len(text))
+        if nested >= 0:
+            raise HostListError(expr, "duplicate brackets ('[' inside '[...]')")
+        if right < 0:
+            raise HostListError(expr, "isolated bracket ('[' never closed)")
+        current += text[left : right + 1]
+        pos = right + 1
+
+
+def _is_expandable(item):
+    r"""Whether ``item`` fully matches ``.*\[(.*)\](\..*)*$`` (brackets known balanced).
+
+    That is: some ``]`` ends the item or is followed by ``.``, and no newline anywhere.
+    """
+    return (item[-1] == "]" or "]." in item) and "\n" not in item
+
+
+def _expand_item(item, expr, hosts, max_hosts):
+    """Append the cartesian product of ``item``'s bracket groups to ``hosts``."""
+    *groups, suffix = item.split("]")
+    names = [""]
+    for index, group in enumerate(groups):
+        prefix, _, body = group.partition("[")
+        last = index == len(groups) - 1
+        units = _expand_body(prefix, body, suffix if last else "", expr)
+        _check_limit(len(hosts) + len(names) * len(units), max_hosts, expr)
+        names = units if names == [""] else [left + right for left in names for right in units]
+    hosts.extend(names)
+
+
+def _expand_body(prefix, body, suffix, expr):
+    """Names for one ``prefix[body]`` group, ``suffix`` appended (CraneSched's order)."""
+    units = []
+    for element in body.split(","):
+        if _is_digits(element):
+            units.append(prefix + element + suffix)
+            continue
+        start, dash, end = element.partition("-")
+        if not (dash and _is_digits(start) and _is_digits(end)):
+            raise HostListError(expr, f"bad bracket body [{body}]: {element!r} is not N or N-M")
+        low, high = int(start), int(end)
+        if high > SIZE_MAX or low > SIZE_MAX:
+            raise HostListError(expr, f"bad bracket body [{body}]: {element!r} is out of range")
+        units += _range_names(prefix, start, low, high, suffix)
+    return units
+
+
+def _range_names(prefix, start, low, high, suffix):
+    """Names for ``low..high``, zero-padded to the width of the range's start string."""
+    template = prefix.replace("%", "%%") + f"%0{len(start)}d" + suffix.replace("%", "%%")
+    return map(template.__mod__, range(low, high + 1))
+
+
+def _is_digits(text):
+    """``\\d+`` in RE2: one or more ASCII digits."""
+    return text.isdigit() and text.isascii()
+
+
+def _check_limit(count, max_hosts, expr):
+    if max_hosts is not None and count > max_hosts:
+        raise HostListError(expr, f"expands to more than {max_hosts} hosts")
+
+
+# --------------------------------------------------------------------------- compress
+
+
+def compress(names):
+    """Fold host names into CraneSched's compressed form (what cinfo prints).
+
+    ``['cn01', 'cn02', 'cn03', 'gpu1']`` -> ``'cn[01-03],gpu1'``. Follows
+    ``util::HostNameListToStr``: repeated passes fold the first bare number of every name,
+    then the results are sorted, joined with ``,`` and single-number brackets are dropped.
+    """
+    if isinstance(names, str):
+        raise TypeError("compress() takes a list of host names, not a string")
+    hosts, done = list(names), False
+    while not done:
+        hosts, done = _fold_pass(hosts)
+    hosts.sort()
+    return _drop_single_brackets(",".join(hosts))
+
+
+def _fold_pass(hosts):
+    """One ``HostNameListToStr_`` pass: (names, whether that was the last pass).
+
+    The last pass is the one that finds no bare number; it still drops empty names.
+    """
+    if len(hosts) <= 1:
+        return hosts, True
+    joined = "\n".join(hosts)
+    if _plain_names(joined, hosts):
+        groups, impure, folded = _group_plain_names(joined)
+    else:
+        groups, impure, folded = _group_any_names(hosts)
+    if not groups:
+        return folded, True
+    if "<" in joined:
+        groups, impure = _merge_cranesched_keys(groups, impure)
+    for (prefix, suffix), numbers in groups.items():
+        body = _fold_numbers(numbers, (prefix, suffix) in impure)
+        folded.append(f"{prefix}[{body}]{suffix}")
+    return folded, False
+
+
+def _plain_names(joined, hosts):
+    """Whether every name is non-empty and free of brackets and newlines."""
+    return (
+        "[" not in joined
+        and "]" not in joined
+        and joined.count("\n") == len(hosts) - 1
+        and "" not in hosts
+    )
+
+
+def _group_plain_names(joined):
+    """Fast path of ``_group_any_names``: one regex split over all names."""
+    parts = _FIRST_NUMBER_LINES.split("\n" + joined)
+    prefixes, numbers, suffixes = parts[1::3], parts[2::3], parts[3::3]
+    groups = {}
+    plain = []
+    for key, number in zip(zip(prefixes, suffixes, strict=True), numbers, strict=True):
+        if not number:
+            plain.append(key[0])  # no number: the prefix is the whole name
+            continue
+        try:
+            groups[key].append(number)
+        except KeyError:
+            groups[key] = [number]
+    return groups, set(), plain
+
+
+def _group_any_names(hosts):
+    """Map (prefix, suffix) to the first bare numbers of the names.
+
+    Returns ``(groups, impure, plain)``: ``impure`` holds the keys whose numbers carry
+    brackets, ``plain`` the non-empty names without a bare number.
+    """
+    groups = {}
+    impure = set()
+    plain = []
+    for host in hosts:
+        if not host:
+            continue
+        split = _split_first_number(host)
+        if split is None:
+            plain.append(host)
+            continue
+        prefix, number, suffix = split
+        groups.setdefault((prefix, suffix), []).append(number)
+        if not number.isdigit():
+            impure.add((prefix, suffix))
+    return groups, impure, plain
+
+
+def _merge_cranesched_keys(groups, impure):
+    """Regroup as CraneSched does: key ``prefix + "<" + suffix``, split at the first ``<``."""
+    merged = {}
+    merged_impure = set()
+    for key, numbers in groups.items():
+        prefix, _, rest = ("<".join(key)).partition("<")
+        merged.setdefault((prefix, rest), []).extend(numbers)
+        if key in impure:
+            merged_impure.add((prefix, rest))
+    return merged, merged_impure
+
+
+def _split_first_number(host):
+    """(prefix, number, suffix) around the first digit run outside brackets, or None."""
+    match = _FIRST_NUMBER.match(host)
+    if match is not None:
+        start, end = match.span(2)
+        if start and (end == len(host) or host[end] not in "[]"):
+            return host[:start], host[start:end], host[end:]
+    elif _WELL_FORMED.fullmatch(host):
+        return None
+    return _scan_first_number(host)
+
+
+def _scan_first_number(host):
+    """Character scan of ``FoundFirstNumberWithoutBrackets``, for malformed brackets.
+
+    Bracket depth counts ``[`` up and ``]`` down (a stray ``]`` makes the rest "inside"); a
+    digit at index 0 never starts a number; brackets never end one.
+    """
+    depth = 0
+    start = 0
+    for index, char in enumerate(host):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif not depth:
+            digit = "0" <= char <= "9"
+            if not start:
+                start = index if digit else 0
+            elif not digit:
+                return host[:start], host[start:index], host[index:]
+    return (host[:start], host[start:], "") if start else None
+
+
+def _fold_numbers(numbers, impure=False):
+    """``1,2,3,5`` -> ``1-3,5``: sorted by (length, value), unique, consecutive runs merged."""
+    unique = sorted(set(numbers))
+    if impure:
+        unique.sort(key=lambda number: (len(number), _leading_int(number)))
+        return ",".join(_runs(unique, list(map(_leading_int, unique))))
+    unique.sort(key=len)
+    if len(unique) == 1:
+        return unique[0]
+    # One width: values strictly increase, so a single run spans exactly len-1.
+    one_width = len(unique[0]) == len(unique[-1])
+    if one_width and int(unique[-1]) - int(unique[0]) == len(unique) - 1:
+        return unique[0] + "-" + unique[-1]
+    return ",".join(_runs(unique, list(map(int, unique))))
+
+
+def _runs(numbers, values):
+    """``first-last`` (or ``first``) for each run of consecutive ``values``.
+
+    Within a run ``value - index`` is constant, so ``groupby`` finds the runs.
+    """
+    runs = []
+    first = 0
+    for _, run in groupby(map(sub, values, count())):
+        last = first + len(list(run)) - 1
+        runs.append(numbers[first] if first == last else f"{numbers[first]}-{numbers[last]}")
+        first = last + 1
+    return runs
+
+
+def _leading_int(number):
+    """``stoi``: the value of the leading digits (``1[2]3`` -> 1)."""
+    end = 0
+    while end < len(number) and "0" <= number[end] <= "9":
+        end += 1
+    return int(number[:end])
+
+
+def _drop_single_brackets(text):
+    """``RemoveBracketsWithoutDashOrComma``: ``cn[5]`` -> ``cn5``; ``[1-2]``, ``[1,3]`` stay."""
+    pieces = []
+    copied = 0
+    left = text.find("[")
+    while left >= 0:
+        right = text.find("]", left)
+        if right < 0:
+            break
+        body = text[left + 1 : right]
+        if "[" in body:
+            return _drop_single_brackets_literally(text)
+        if "-" not in body and "," not in body:
+            pieces += (text[copied:left], body)
+            copied = right + 1
+        left = text.find("[", right + 1)
+    pieces.append(text[copied:])
+    return "".join(pieces)
+
+
+def _drop_single_brackets_literally(text):
+    """The same, editing the string step by step as CraneSched does, for nested brackets."""
+    left = 0
+    while (left := text.find("[", left)) >= 0:
+        right = text.find("]", left)
+        if right < 0:
+            break
+        body = text[left + 1 : right]
+        if "-" not in body and "," not in body:
+            text = text[:left] + body + text[right + 1 :]
+        else:
+            left = right + 1
+    return text
