@@ -66,7 +66,9 @@ def expand(expr, max_hosts=None):
         raise TypeError(f"host list must be a string, not {type(expr).__name__}")
     text = expr.replace(" ", "")
     if "[" not in text and "]" not in text:
-        return _plain_items(text)
+        hosts = _plain_items(text)
+        _check_limit(len(hosts), max_hosts, expr)
+        return hosts
     hosts = []
     for raw in _split_items(text, expr):
         item = raw.strip(_ITEM_WHITESPACE)
@@ -131,19 +133,21 @@ def _expand_item(item, expr, hosts, max_hosts):
     names = [""]
     for index, group in enumerate(groups):
         prefix, _, body = group.partition("[")
+        elements = _parse_body(body, expr)
+        if max_hosts is not None:
+            _check_limit(len(hosts) + max(len(names), 1) * _count(elements), max_hosts, expr)
         last = index == len(groups) - 1
-        units = _expand_body(prefix, body, suffix if last else "", expr)
-        _check_limit(len(hosts) + len(names) * len(units), max_hosts, expr)
+        units = _body_names(prefix, elements, suffix if last else "")
         names = units if names == [""] else [left + right for left in names for right in units]
     hosts.extend(names)
 
 
-def _expand_body(prefix, body, suffix, expr):
-    """Names for one ``prefix[body]`` group, ``suffix`` appended (CraneSched's order)."""
-    units = []
+def _parse_body(body, expr):
+    """Elements of a bracket body: a digit string, or (start string, low, high) for a range."""
+    elements = []
     for element in body.split(","):
         if _is_digits(element):
-            units.append(prefix + element + suffix)
+            elements.append(element)
             continue
         start, dash, end = element.partition("-")
         if not (dash and _is_digits(start) and _is_digits(end)):
@@ -151,8 +155,24 @@ def _expand_body(prefix, body, suffix, expr):
         low, high = int(start), int(end)
         if high > SIZE_MAX or low > SIZE_MAX:
             raise HostListError(expr, f"bad bracket body [{body}]: {element!r} is out of range")
-        units += _range_names(prefix, start, low, high, suffix)
-    return units
+        elements.append((start, low, high))
+    return elements
+
+
+def _count(elements):
+    """How many names the parsed elements give (a reversed range gives none)."""
+    return sum(1 if isinstance(e, str) else max(0, e[2] - e[1] + 1) for e in elements)
+
+
+def _body_names(prefix, elements, suffix):
+    """Names for one ``prefix[body]`` group, ``suffix`` appended, in CraneSched's order."""
+    names = []
+    for element in elements:
+        if isinstance(element, str):
+            names.append(prefix + element + suffix)
+        else:
+            names += _range_names(prefix, *element, suffix)
+    return names
 
 
 def _range_names(prefix, start, low, high, suffix):
@@ -167,6 +187,7 @@ def _is_digits(text):
 
 
 def _check_limit(count, max_hosts, expr):
+    """Raise when ``count`` names exceed ``max_hosts`` (if set)."""
     if max_hosts is not None and count > max_hosts:
         raise HostListError(expr, f"expands to more than {max_hosts} hosts")
 
