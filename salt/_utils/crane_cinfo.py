@@ -62,6 +62,8 @@ _TOKEN_OF = {value: token for token, value in _FILTER_TOKENS.items() if token !=
 TABLE_HEADER = ("PARTITION", "AVAIL", "NODES", "STATE", "NODELIST")
 REASON_HEADER = "REASON"
 NO_NODES_STATE = "n/a"
+# Bound for host lists given by callers, so a typo cannot expand to billions of names.
+MAX_HOSTS = 1_000_000
 _STATE_RE = re.compile(r"^(?P<resource>[a-z]+)(?:\((?P<control>[a-z_]+)\))?\[(?P<power>[a-z_]+)\]$")
 
 
@@ -169,11 +171,7 @@ def _make_group(parts, count, nodelist, reason):
     ``parts`` holds ``resource``, ``control`` and ``power``, and ``state`` when the STATE
     text is known (table); otherwise it is built the way cinfo prints it.
     """
-    nodes = _expand_nodelist(nodelist)
-    if len(nodes) != count:
-        raise CinfoParseError(
-            f"node list {nodelist!r} names {len(nodes)} node(s) but the count is {count}"
-        )
+    nodes = _expand_nodelist(nodelist, count)
     resource, control, power = parts["resource"], parts["control"], parts["power"]
     return {
         "resource": resource,
@@ -187,11 +185,20 @@ def _make_group(parts, count, nodelist, reason):
     }
 
 
-def _expand_nodelist(nodelist):
+def _expand_nodelist(nodelist, count):
+    """The names of a NODELIST that must name ``count`` nodes."""
     try:
-        return crane_hostlist.expand(nodelist)
+        nodes = crane_hostlist.expand(nodelist, max_hosts=count)
     except crane_hostlist.HostListError as exc:
-        raise CinfoParseError(f"invalid node list {nodelist!r}: {exc}") from exc
+        raise CinfoParseError(f"cinfo NODELIST of {count} node(s): {exc}") from exc
+    if len(nodes) != count:
+        # e.g. cn1-ib,cn2-ib is printed as cn[1-2]-ib, which reads back as one literal name
+        raise CinfoParseError(
+            f"cinfo NODELIST {nodelist!r} reads back as {len(nodes)} node(s) but NODES is"
+            f" {count}; names with text after the number that does not start with '.' do"
+            " not survive cinfo's host-list compression"
+        )
+    return nodes
 
 
 def _make_partition(raw_name, state):
@@ -249,17 +256,20 @@ def _json_partition(item, index):
     groups = _json_list(item, "craned_lists", where)
     for number, group in enumerate(groups):
         parsed = _json_group(group, f"{where}.craned_lists[{number}]")
-        if parsed["count"]:  # cinfo skips empty groups as well
+        if parsed is not None:
             partition["groups"].append(parsed)
     return partition
 
 
 def _json_group(group, where):
+    """One ``craned_lists`` entry as a group, or ``None`` for an empty one."""
     if not isinstance(group, dict):
         raise CinfoParseError(f"{where} must be an object")
     count = group.get("count", 0)
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise CinfoParseError(f"{where}: 'count' must be a non-negative integer, got {count!r}")
+    if count == 0:
+        return None  # cinfo skips empty groups as well
     parts = {
         "resource": _json_enum(group, "resource_state", "CRANE_", RESOURCE_STATES, where),
         "control": _json_enum(group, "control_state", "CRANE_", CONTROL_STATES, where),
@@ -435,15 +445,15 @@ def _is_not_ready(node):
 
 
 def _name_set(names):
-    """Node names from a host-list string or an iterable of names / host lists."""
+    """Node names from a host-list string or an iterable of names / host lists.
+
+    Raises ``crane_hostlist.HostListError`` (a :class:`ValueError`) for a bad host list.
+    """
     if isinstance(names, str):
         names = [names]
     result = set()
     for item in names:
-        try:
-            result.update(crane_hostlist.expand(str(item)))
-        except crane_hostlist.HostListError as exc:
-            raise ValueError(f"invalid node list {item!r}: {exc}") from exc
+        result.update(crane_hostlist.expand(str(item), max_hosts=MAX_HOSTS))
     return result
 
 

@@ -284,15 +284,15 @@ def test_json_malformed(text, message):
         ({"power_state": "CRANE_POWER_OFF"}, "unknown power_state"),
         ({"craned_list_regex": ["cn01"]}, "'craned_list_regex' must be a string"),
         ({"reason": None}, "'reason' must be a string"),
-        ({"count": 3}, "names 1 node"),
-        ({"craned_list_regex": "cn[01-02"}, "invalid node list"),
+        ({"count": 3}, "reads back as 1 node"),
+        ({"craned_list_regex": "cn[01-02"}, "invalid host list"),
     ],
 )
 def test_json_malformed_group(change, message):
     text = json_reply([json_partition([json_group(**change)])])
     with pytest.raises(CinfoParseError, match=message) as info:
         crane_cinfo.parse_cinfo_json(text)
-    assert "craned_lists[0]" in str(info.value) or "node list" in str(info.value)
+    assert "craned_lists[0]" in str(info.value) or "NODELIST" in str(info.value)
 
 
 def test_parse_error_is_a_value_error():
@@ -429,8 +429,10 @@ def test_table_empty_output_means_no_matching_partition():
         ("CPU up 2 busy[power_idle] cn[01-02]\n", "unknown resource state 'busy'"),
         ("CPU up 2 idle(held)[power_idle] cn[01-02]\n", "unknown control state 'held'"),
         ("CPU up 2 idle[failed] cn[01-02]\n", "unknown power state 'failed'"),
-        ("CPU up 2 idle[power_idle] cn[01-03]\n", "names 3 node"),
-        ("CPU up 2 idle[power_idle] cn[01-02\n", "invalid node list"),
+        ("CPU up 2 idle[power_idle] cn[01-03]\n", "NODELIST of 2 node.* more than 2 hosts"),
+        ("CPU up 2 idle[power_idle] cn01\n", "reads back as 1 node"),
+        ("CPU up 2 idle[power_idle] cn[1-2]-ib\n", "do not survive cinfo's host-list compression"),
+        ("CPU up 2 idle[power_idle] cn[01-02\n", "invalid host list"),
         ("CPU up 1 n/a\n", "partition without nodes"),
         ("CPU up 1 idle[power_idle] cn1\nCPU down 1 mix[power_idle] cn2\n", "both up and down"),
     ],

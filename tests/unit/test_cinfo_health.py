@@ -179,7 +179,7 @@ def test_partitions_without_nodes_and_empty_cluster():
 
 
 def test_invalid_expected_nodes():
-    with pytest.raises(ValueError, match="invalid node list"):
+    with pytest.raises(ValueError, match="invalid host list"):
         crane_cinfo.health([], "cn[01-02")
 
 
@@ -250,3 +250,8 @@ def test_lists_in_natural_order():
     report = crane_cinfo.health(parts, "n[8-11],m2,m10")
     assert report["down"] == ["m2", "n9", "n10", "n11"]
     assert report["missing"] == ["m10", "n8"]
+
+
+def test_expected_nodes_are_bounded():
+    with pytest.raises(ValueError, match="more than"):
+        crane_cinfo.health([], "cn[1-99999999999]")
