@@ -39,7 +39,7 @@ def test_resume_ignores_a_reason():
         ("cn01", "drain", "two\nlines", "line break"),
         ("cn01", "sleep", None, "must be one of drain, resume"),
         ([], "resume", None, "no node given"),
-        ("cn[01-02", "resume", None, "invalid node list"),
+        ("cn[01-02", "resume", None, "invalid host list"),
     ],
 )
 def test_invalid_update(nodes, state, reason, message):
