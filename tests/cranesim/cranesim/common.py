@@ -3,7 +3,7 @@
 Test hooks (honoured only by the simulator, never by CraneSched):
 
 * ``CRANESIM_HOSTNAME`` replaces ``gethostname()``;
-* ``CRANESIM_HOSTS`` names a hosts(5)-style file consulted before the system resolver.
+* ``CRANESIM_HOSTS`` names a hosts(5)-style file that replaces the system resolver.
 """
 
 import datetime
@@ -221,10 +221,8 @@ def is_ip_literal(text):
 
 
 def _hosts_override(name):
-    path = os.environ.get("CRANESIM_HOSTS")
-    if not path or not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as stream:
+    """Look ``name`` up in the CRANESIM_HOSTS file, which replaces the system resolver."""
+    with open(os.environ["CRANESIM_HOSTS"], encoding="utf-8") as stream:
         for line in stream:
             fields = line.split("#", 1)[0].split()
             if len(fields) >= 2 and name in fields[1:]:
@@ -236,9 +234,8 @@ def resolve(name):
     """Address of ``name`` (IPv4 preferred) or None; IP literals are returned as given."""
     if is_ip_literal(name):
         return name
-    override = _hosts_override(name)
-    if override:
-        return override
+    if os.environ.get("CRANESIM_HOSTS"):
+        return _hosts_override(name)
     try:
         infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
