@@ -645,13 +645,21 @@ def node_update_args(nodes, state, reason=None):
     state = str(state).lower()
     if state not in NODE_UPDATE_STATES:
         raise ValueError(f"node state must be one of {', '.join(NODE_UPDATE_STATES)}: {state!r}")
-    names = sorted(_name_set(nodes))
+    names = _sorted_names(_name_set(nodes))
     if not names:
         raise ValueError("no node given")
-    args = ["update", "nodename=" + crane_hostlist.compress(names), "state=" + state]
+    args = ["update", "nodename=" + _round_trip_hostlist(names), "state=" + state]
     if state == "drain":
         args.append(f'reason="{_checked_reason(reason)}"')
     return args
+
+
+def _round_trip_hostlist(names):
+    """A host list that expands back to ``names``: compressed if that is safe, else a,b,c."""
+    compressed = crane_hostlist.compress(names)
+    if sorted(crane_hostlist.expand(compressed)) == sorted(names):
+        return compressed
+    return ",".join(names)
 
 
 def _checked_reason(reason):

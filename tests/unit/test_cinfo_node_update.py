@@ -75,3 +75,8 @@ def test_parse_partial_failure():
 def test_parse_unrelated_output():
     text = "Failed to modify node state: Connection to CraneCtld is broken.\n"
     assert crane_cinfo.parse_node_update(text) == {"modified": [], "failed": {}}
+
+
+def test_names_that_do_not_survive_compression_are_listed():
+    args = crane_cinfo.node_update_args(["cn2-ib", "cn1-ib"], "resume")
+    assert args[1] == "nodename=cn1-ib,cn2-ib"
