@@ -7,6 +7,12 @@ node``); every parser raises :class:`CinfoParseError` with a message naming what
 A *partition* is ``{"name", "default", "state", "groups"}``; each *group* (one cinfo row) is
 ``{"resource", "control", "power", "state", "count", "nodes", "nodelist", "reason"}`` where
 ``state`` is the STATE string as cinfo prints it, e.g. ``idle(drain)[power_idle]``.
+
+Public functions: ``parse_cinfo`` / ``parse_cinfo_json`` / ``parse_cinfo_table``,
+``nodes_from_partitions``, ``health``, ``parse_show_node``, ``parse_gres``, the state helpers
+``state_string`` / ``split_state`` / ``state_tokens`` / ``normalize_state_filter`` /
+``state_matches`` / ``filter_nodes``, and ``node_update_args`` / ``parse_node_update`` for
+``ccontrol update nodename=… state=drain|resume``.
 """
 
 import json
@@ -195,8 +201,8 @@ def _expand_nodelist(nodelist, count):
         # e.g. cn1-ib,cn2-ib is printed as cn[1-2]-ib, which reads back as one literal name
         raise CinfoParseError(
             f"cinfo NODELIST {nodelist!r} reads back as {len(nodes)} node(s) but NODES is"
-            f" {count}; names with text after the number that does not start with '.' do"
-            " not survive cinfo's host-list compression"
+            f" {count} (a likely cause: names with text after the number that does not start"
+            " with '.' do not survive cinfo's host-list compression)"
         )
     return nodes
 
