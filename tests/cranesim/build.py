@@ -24,8 +24,23 @@ HOSTLIST = REPO / "salt" / "_utils" / "crane_hostlist.py"
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z, every timestamp in the output
 MAINTAINER = "CraneSched <service@csjstt.com>"
 DEPENDS = "python3, python3-yaml"
-FRONTEND_TOOLS = ["cacct", "cacctmgr", "calloc", "cbatch", "ccancel", "ccon", "ccontrol", "ceff",
-                  "cfored", "cinfo", "cqueue", "creport", "crun", "cattach", "cwrapper"]  # fmt: skip
+FRONTEND_TOOLS = [
+    "cacct",
+    "cacctmgr",
+    "calloc",
+    "cbatch",
+    "ccancel",
+    "ccon",
+    "ccontrol",
+    "ceff",
+    "cfored",
+    "cinfo",
+    "cqueue",
+    "creport",
+    "crun",
+    "cattach",
+    "cwrapper",
+]
 SIMULATED = {"cranectld", "craned", "csupervisor", "cinfo", "ccontrol", "cfored", "cranesim-job"}
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 
@@ -61,7 +76,9 @@ def _library(component, version):
         Entry(f"{base}/cranesim/{src.name}", src.read_bytes(), 0o644)
         for src in sorted(LIBRARY.glob("*.py"))
     ]
-    entries.append(Entry(f"{base}/cranesim/_version.py", f'VERSION = "{version}"\n'.encode(), 0o644))
+    entries.append(
+        Entry(f"{base}/cranesim/_version.py", f'VERSION = "{version}"\n'.encode(), 0o644)
+    )
     entries.append(Entry(f"{base}/crane_hostlist.py", HOSTLIST.read_bytes(), 0o644))
     return entries
 
@@ -102,13 +119,16 @@ def _packaging(name):
 def _samples(with_database):
     entries = [Entry("/etc/crane/config.yaml.sample", _packaging("config.yaml.sample"), 0o644)]
     if with_database:
-        entries.append(Entry("/etc/crane/database.yaml.sample", _packaging("database.yaml.sample"), 0o600))
+        entries.append(
+            Entry("/etc/crane/database.yaml.sample", _packaging("database.yaml.sample"), 0o600)
+        )
     entries.append(Entry("/etc/crane/plugin.yaml.sample", _packaging("plugin.yaml.sample"), 0o644))
     return entries
 
 
 def _cpack_package(group, version, arch):
-    """CPack component-group package: ``cranesched-<group>``, file ``CraneSched-<v>-Linux-<cpu>-<group>.deb``."""
+    """CPack component-group package: ``cranesched-<group>``, file "
+    "``CraneSched-<v>-Linux-<cpu>-<group>.deb``."""
     return Package(
         name=f"cranesched-{group}",
         version=version,
@@ -142,7 +162,9 @@ def craned_package(version, arch, broken=False):
         *_library("craned", version),
     ]
     if not broken:
-        pkg.files.append(Entry("/usr/libexec/csupervisor", _launcher("craned", "csupervisor"), 0o777))
+        pkg.files.append(
+            Entry("/usr/libexec/csupervisor", _launcher("craned", "csupervisor"), 0o777)
+        )
     return pkg
 
 
@@ -156,13 +178,19 @@ def frontend_package(version, arch):
         description="CraneSched Frontend - Command-line tools for CraneSched cluster scheduler.\n"
         " This package contains all user-facing command-line tools for job submission,\n"
         " monitoring, and cluster management.",
-        extra_fields={"Section": "default", "Priority": "optional",
-                      "Homepage": "https://github.com/PKUHPC/CraneSched-FrontEnd",
-                      "Vendor": "Peking University", "License": "AGPL-3.0"},  # fmt: skip
+        extra_fields={
+            "Section": "default",
+            "Priority": "optional",
+            "Homepage": "https://github.com/PKUHPC/CraneSched-FrontEnd",
+            "Vendor": "Peking University",
+            "License": "AGPL-3.0",
+        },
     )
     tools = [*FRONTEND_TOOLS, "cranesim-job"]
     pkg.files = [Entry(f"/usr/bin/{tool}", _launcher("frontend", tool), 0o755) for tool in tools]
-    pkg.files.append(Entry("/usr/lib/systemd/system/cfored.service", _packaging("cfored.service"), 0o644))
+    pkg.files.append(
+        Entry("/usr/lib/systemd/system/cfored.service", _packaging("cfored.service"), 0o644)
+    )
     pkg.files += _library("frontend", version)
     return pkg
 
@@ -177,8 +205,12 @@ def _tar(entries, dirs=True):
             for directory in names:
                 tar.addfile(_info("." + directory.rstrip("/") + "/", 0, 0o755, tarfile.DIRTYPE))
         for entry in sorted(entries, key=lambda e: e.path):
-            info = _info("." + entry.path if entry.path.startswith("/") else "./" + entry.path,
-                         len(entry.data), entry.mode, tarfile.REGTYPE)  # fmt: skip
+            info = _info(
+                "." + entry.path if entry.path.startswith("/") else "./" + entry.path,
+                len(entry.data),
+                entry.mode,
+                tarfile.REGTYPE,
+            )
             tar.addfile(info, io.BytesIO(entry.data))
     return lzma.compress(buffer.getvalue(), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
 
@@ -194,15 +226,24 @@ def _info(name, size, mode, kind):
 def control_text(pkg):
     """The DEBIAN/control file."""
     installed = sum((len(e.data) + 1023) // 1024 for e in pkg.files)
-    fields = {"Package": pkg.name, "Version": pkg.version, "Architecture": pkg.arch,
-              "Maintainer": MAINTAINER, "Installed-Size": str(installed), "Depends": DEPENDS}  # fmt: skip
+    fields = {
+        "Package": pkg.name,
+        "Version": pkg.version,
+        "Architecture": pkg.arch,
+        "Maintainer": MAINTAINER,
+        "Installed-Size": str(installed),
+        "Depends": DEPENDS,
+    }
     fields.update(pkg.extra_fields)
     fields["Description"] = pkg.description
     return "".join(f"{key}: {value}\n" for key, value in fields.items())
 
 
 def _md5sums(pkg):
-    lines = [f"{hashlib.md5(e.data).hexdigest()}  {e.path.lstrip('/')}\n" for e in sorted(pkg.files, key=lambda e: e.path)]
+    lines = [
+        f"{hashlib.md5(e.data).hexdigest()}  {e.path.lstrip('/')}\n"
+        for e in sorted(pkg.files, key=lambda e: e.path)
+    ]
     return "".join(lines).encode()
 
 
@@ -216,10 +257,19 @@ def _ar(members):
 
 def deb_bytes(pkg):
     """The .deb: debian-binary, control.tar.xz (control, md5sums, extras), data.tar.xz."""
-    control = [Entry("control", control_text(pkg).encode(), 0o644), Entry("md5sums", _md5sums(pkg), 0o644)]
+    control = [
+        Entry("control", control_text(pkg).encode(), 0o644),
+        Entry("md5sums", _md5sums(pkg), 0o644),
+    ]
     control += [Entry(name, data, mode) for name, data, mode in pkg.control_extra]
     control_tar = _tar(control, dirs=False)
-    return _ar([("debian-binary", b"2.0\n"), ("control.tar.xz", control_tar), ("data.tar.xz", _tar(pkg.files))])
+    return _ar(
+        [
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.xz", control_tar),
+            ("data.tar.xz", _tar(pkg.files)),
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- repository
@@ -236,9 +286,15 @@ def _index_entry(pkg, data):
 
 
 def _release(files, arch):
-    lines = ["Origin: cranesim", "Label: cranesim", "Suite: cranesim", "Codename: cranesim",
-             "Date: Mon, 01 Jan 2024 00:00:00 UTC", f"Architectures: {arch}",
-             "Description: CraneSched simulator packages (test double)"]  # fmt: skip
+    lines = [
+        "Origin: cranesim",
+        "Label: cranesim",
+        "Suite: cranesim",
+        "Codename: cranesim",
+        "Date: Mon, 01 Jan 2024 00:00:00 UTC",
+        f"Architectures: {arch}",
+        "Description: CraneSched simulator packages (test double)",
+    ]
     for title, algo in (("MD5Sum", hashlib.md5), ("SHA256", hashlib.sha256)):
         lines.append(f"{title}:")
         lines += [f" {algo(data).hexdigest()} {len(data)} {name}" for name, data in files]
@@ -246,11 +302,15 @@ def _release(files, arch):
 
 
 def packages_for(version, arch, broken=False):
-    return [cranectld_package(version, arch), craned_package(version, arch, broken), frontend_package(version, arch)]
+    return [
+        cranectld_package(version, arch),
+        craned_package(version, arch, broken),
+        frontend_package(version, arch),
+    ]
 
 
 def build_repo(out_dir, versions, broken=(), arch="amd64"):
-    """Write every package of every version plus Packages, Packages.gz and Release; return the dir."""
+    """Write all packages of all versions, Packages, Packages.gz and Release; return the dir."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [(v, False) for v in versions] + [(v, True) for v in broken]
@@ -273,7 +333,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (flat apt repository)")
     parser.add_argument("--version", action="append", default=[], dest="versions")
-    parser.add_argument("--broken", action="append", default=[], help="a version whose craned lacks csupervisor")
+    parser.add_argument(
+        "--broken", action="append", default=[], help="a version whose craned lacks csupervisor"
+    )
     parser.add_argument("--arch", default="amd64")
     args = parser.parse_args(argv)
     if not args.versions and not args.broken:

@@ -1,4 +1,4 @@
-"""The simulated ``ccontrol``: ``show node`` and ``update nodename=… state=…`` (reference §7.3, §7.4)."""
+"""The simulated ``ccontrol``: ``show node`` and ``update nodename=… state=…`` (§7.3, §7.4)."""
 
 import datetime
 import os
@@ -18,8 +18,19 @@ TOKEN_RULES = [
     ("Number", r"[-+]?\d+(\.\d+)?"),
     ("Punct", r"[-=,:]"),
 ]
-ENTITIES = ["node", "partition", "job", "step", "reservation", "lic", "next-job-id",
-            "next-job-db-id", "next-step-db-id", "partition-acl", "job-history"]  # fmt: skip
+ENTITIES = [
+    "node",
+    "partition",
+    "job",
+    "step",
+    "reservation",
+    "lic",
+    "next-job-id",
+    "next-job-db-id",
+    "next-step-db-id",
+    "partition-acl",
+    "job-history",
+]
 ACTIONS = [
     "show",
     "update",
@@ -34,8 +45,14 @@ ACTIONS = [
 ]
 VALUE_TYPES = ("String", "Ident", "Number")
 STATES = ["drain", "resume", "on", "off", "sleep", "wake"]
-NEW_STATE = {"drain": "CRANE_DRAIN", "resume": "CRANE_NONE", "on": "CRANE_POWERON",
-             "off": "CRANE_POWEROFF", "sleep": "CRANE_SLEEP", "wake": "CRANE_WAKE"}  # fmt: skip
+NEW_STATE = {
+    "drain": "CRANE_DRAIN",
+    "resume": "CRANE_NONE",
+    "on": "CRANE_POWERON",
+    "off": "CRANE_POWEROFF",
+    "sleep": "CRANE_SLEEP",
+    "wake": "CRANE_WAKE",
+}
 
 HELP = """ccontrol is a command line tool for managing the CraneSched cluster.
 
@@ -233,8 +250,13 @@ def change_node_state(node_regex, state, reason, config, flags):
         )
     if state == "drain" and reason == "":
         raise CraneError(frontend.ERROR_CMD_ARG, "You must specify a reason when draining a node.")
-    request = {"op": "modify_node", "uid": os.getuid(), "craned_ids": names,
-               "new_state": NEW_STATE[state], "reason": reason if state == "drain" else ""}  # fmt: skip
+    request = {
+        "op": "modify_node",
+        "uid": os.getuid(),
+        "craned_ids": names,
+        "new_state": NEW_STATE[state],
+        "reason": reason if state == "drain" else "",
+    }
     try:
         reply = frontend.call_ctld(config, request)
     except RpcError:
@@ -260,11 +282,12 @@ def summarize(reply):
     """``SummarizeReply`` for ModifyCranedStateReply."""
     if reply["modified_nodes"]:
         print(
-            f"Nodes {', '.join(reply['modified_nodes'])} modified successfully, please wait for a few "
+            f"Nodes {', '.join(reply['modified_nodes'])} modified successfully, please wait for a "
+            "few "
             "minutes for the node state to fully update."
         )
         sys.stdout.flush()
-    failed = zip(reply["not_modified_nodes"], reply["not_modified_reasons"])
+    failed = zip(reply["not_modified_nodes"], reply["not_modified_reasons"], strict=True)
     msg = "".join(f"Failed to modify node: {node}. Reason: {why}.\n" for node, why in failed)
     if msg:
         raise CraneError(frontend.ERROR_BACKEND, msg)
@@ -320,15 +343,18 @@ def node_details(node):
     os_desc = node["system_desc"] if len(node["system_desc"]) > 2 else "unknown"
     return (
         f"NodeName={node['hostname']} State={node_state(node)} "
-        f"CPU={total['cpu_count']:.2f} AllocCPU={abs(alloc['cpu_count']):.2f} FreeCPU={abs(avail['cpu_count']):.2f}\n"
+        f"CPU={total['cpu_count']:.2f} AllocCPU={abs(alloc['cpu_count']):.2f} "
+        f"FreeCPU={abs(avail['cpu_count']):.2f}\n"
         f"\tRealMemory={mem_mb(total['memory_bytes'])} AllocMem={mem_mb(alloc['memory_bytes'])} "
         f"FreeMem={mem_mb(avail['memory_bytes'])}\n"
-        f"\tGres={gres_text(total['gres'])} AllocGres={gres_text(alloc['gres'])} FreeGres={gres_text(avail['gres'])}\n"
+        f"\tGres={gres_text(total['gres'])} AllocGres={gres_text(alloc['gres'])} "
+        f"FreeGres={gres_text(avail['gres'])}\n"
         f"\tSockets={node['sockets']}\n"
         f"\tPartition={','.join(node['partition_names'])} RunningJob={node['running_job_num']} "
         f"Version={node['craned_version'] or 'unknown'}\n"
         f"\tOs={os_desc}\n"
-        f"\tBootTime={local_time(node['system_boot_time'])} CranedStartTime={local_time(node['craned_start_time'])}\n"
+        f"\tBootTime={local_time(node['system_boot_time'])} "
+        f"CranedStartTime={local_time(node['craned_start_time'])}\n"
         f"\tLastBusyTime={local_time(node['last_busy_time'])}\n"
     )
 
@@ -344,12 +370,15 @@ def _res_json(res):
         gres.setdefault(name, {"type_slots_map": {}})["type_slots_map"][gtype] = {
             "slots": [str(i) for i in range(count)]
         }
-    return {"cpu_count": float(res["cpu_count"]), "memory_bytes": str(res["memory_bytes"]),
-            "gres": {"name_type_map": gres}}  # fmt: skip
+    return {
+        "cpu_count": float(res["cpu_count"]),
+        "memory_bytes": str(res["memory_bytes"]),
+        "gres": {"name_type_map": gres},
+    }
 
 
 def protojson_node(node):
-    """An approximation of protojson ``CranedInfo`` (proto names, enum strings, int64 as strings)."""
+    """Approximate protojson ``CranedInfo``: proto names, enum strings, int64 as strings."""
     return {
         "hostname": node["hostname"],
         "resource_state": node["resource_state"],

@@ -1,4 +1,4 @@
-"""The simulated ``cfored`` (login nodes): reads config.yaml, writes its pid file, listens on 10012."""
+"""The simulated ``cfored`` (login nodes): reads config.yaml, writes a pid file, listens."""
 
 import argparse
 import os
@@ -20,8 +20,11 @@ def _paths(config):
     pid_rel = str(cfored.get("PidFilePath") or "cfored/cfored.pid")
     sock_rel = str(config.get("CranedCforedSockPath") or "craned/cfored.sock")
     log_dir = str(config.get("CforedLogDir") or "cfored")
-    return (os.path.join(base, pid_rel), os.path.join(base, sock_rel),
-            os.path.join(base, log_dir, "cfored.log"))  # fmt: skip
+    return (
+        os.path.join(base, pid_rel),
+        os.path.join(base, sock_rel),
+        os.path.join(base, log_dir, "cfored.log"),
+    )
 
 
 def reload(config):

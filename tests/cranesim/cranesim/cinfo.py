@@ -132,10 +132,10 @@ def table_rows(reply, with_reason):
                 state_string(group),
                 group["craned_list_regex"],
             ]
-            rows.append(row + [group["reason"]] if with_reason else row)
+            rows.append([*row, group["reason"]] if with_reason else row)
         if not groups:
             row = [part["name"], avail, "0", "n/a", ""]
-            empty.append(row + [""] if with_reason else row)
+            empty.append([*row, ""] if with_reason else row)
     rows += empty
     if with_reason:
         rows = [row for row in rows if re.search("(drain|down)", row[3])]
@@ -147,7 +147,8 @@ def render_table(header, rows):
     all_rows = ([header] if header else []) + rows
     widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]
     return "".join(
-        " ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "\n" for row in all_rows
+        " ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n"
+        for row in all_rows
     )
 
 
@@ -175,7 +176,8 @@ def _report_missing_nodes(reply, args):
     missing = [n for n in requested if n not in found]
     if missing:
         frontend.log_info(
-            f"Requested nodes do not exist or do not meet the given filter condition: {compress(missing)}."
+            "Requested nodes do not exist or do not meet the given filter condition: "
+            f"{compress(missing)}."
         )
 
 
@@ -206,8 +208,15 @@ def run(argv):
     if args.version:
         print(frontend.version_text())
         return
-    exclusive = [name for name, on in (("dead", args.dead), ("responding", args.responding),
-                                       ("states", bool(args.states))) if on]  # fmt: skip
+    exclusive = [
+        name
+        for name, on in (
+            ("dead", args.dead),
+            ("responding", args.responding),
+            ("states", bool(args.states)),
+        )
+        if on
+    ]
     if len(exclusive) > 1:
         raise CraneError(
             frontend.ERROR_GENERIC,

@@ -6,14 +6,20 @@ Test hooks (honoured only by the simulator, never by CraneSched):
 * ``CRANESIM_HOSTS`` names a hosts(5)-style file that replaces the system resolver.
 """
 
+import contextlib
 import datetime
 import errno
+import fcntl
+import importlib
 import ipaddress
 import json
 import os
 import re
 import socket
+import socketserver
 import sys
+import threading
+import zlib
 
 import yaml
 
@@ -37,10 +43,9 @@ class Logger:
     def init(self, level, path):
         """Open the log file like spdlog's rotating sink; abort like an uncaught spdlog_ex."""
         self.level = level
-        try:
+        # spdlog ignores create_dir failures and fails on open instead
+        with contextlib.suppress(OSError):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        except OSError:
-            pass  # spdlog ignores create_dir failures and fails on open instead
         try:
             self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
@@ -184,8 +189,6 @@ def stoul(value):
 
 def config_crc(config):
     """CRC32 of the dumped config (key order and values count, comments do not)."""
-    import zlib
-
     dumped = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     return zlib.crc32(dumped.encode())
 
@@ -281,8 +284,6 @@ def serve_forever(address, port, handler, name):
     """Bind ``address:port`` and answer JSON lines with ``handler`` on threads.
 
     Returns the server object; raises OSError when the bind fails."""
-    import socketserver
-    import threading
 
     class _Handler(socketserver.StreamRequestHandler):
         def handle(self):
@@ -327,8 +328,6 @@ def daemonize():
 
 def flock_singleton(path, log, name):
     """``CheckSingleton``: create the folder (silent exit), take an exclusive flock."""
-    import fcntl
-
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
@@ -359,6 +358,4 @@ def join_base(base, rel):
 
 def hostlist_module():
     """The project's host-list implementation (copied next to this package on nodes)."""
-    import crane_hostlist
-
-    return crane_hostlist
+    return importlib.import_module("crane_hostlist")

@@ -46,7 +46,8 @@ def required(value):
     if value is None:
         abort_uncaught(
             "YAML::InvalidNode",
-            "invalid node; this may result from using a map iterator as a sequence iterator, or vice-versa",
+            "invalid node; this may result from using a map iterator as a sequence iterator, or "
+            "vice-versa",
         )
     return as_str(value)
 
@@ -110,7 +111,8 @@ def _ctld_device_list(value, name, gtype, log):
         if not paths:
             die(
                 log,
-                f"Illegal gres {name}:{gtype} DeviceFileList entry expands to empty device file list.",
+                f"Illegal gres {name}:{gtype} DeviceFileList entry expands to empty device file "
+                "list.",
                 SRC,
             )
         devices.append(paths)
@@ -127,7 +129,8 @@ def craned_gres(group, log, src="Craned.cpp:830"):
         if (name, gtype) in seen:
             die(
                 log,
-                f"Duplicate GRES definition: {label} appears more than once in the same node group. Each (name, type) pair must be unique.",
+                f"Duplicate GRES definition: {label} appears more than once in the same node "
+                "group. Each (name, type) pair must be unique.",
                 src,
             )
         seen.add((name, gtype))
@@ -136,7 +139,8 @@ def craned_gres(group, log, src="Craned.cpp:830"):
         if cdi is not None and len(cdi) != len(devices):
             die(
                 log,
-                f"GRES {label} CDI name count ({len(cdi)}) does not match device count ({len(devices)}). They must be equal.",
+                f"GRES {label} CDI name count ({len(cdi)}) does not match device count "
+                f"({len(devices)}). They must be equal.",
                 src,
             )
         result.append((name, gtype, devices, gres.get("EnvInjector"), cdi))
@@ -149,7 +153,8 @@ def _craned_cdi(gres, label, log, src):
     if has_regex and has_list:
         die(
             log,
-            f"GRES {label} has both DeviceCDIRegex and DeviceCDIList configured. Only one is allowed.",
+            f"GRES {label} has both DeviceCDIRegex and DeviceCDIList configured. Only one is "
+            "allowed.",
             src,
         )
     if has_regex:
@@ -185,7 +190,8 @@ def _craned_devices(gres, label, log, src):
     if not configured:
         die(
             log,
-            f"At least one of DeviceFileRegex or DeviceFileList must be configured for GRES {label} device.",
+            "At least one of DeviceFileRegex or DeviceFileList must be configured for GRES "
+            f"{label} device.",
             src,
         )
     return devices
@@ -208,12 +214,14 @@ def partition_nodes(nodes_value, all_nodes, part_name, log, disallow_unknown):
         elif disallow_unknown:
             die(
                 log,
-                f"Unknown node '{name}' found in partition '{part_name}'. It must be defined in the Nodes section of the configuration file.",
+                f"Unknown node '{name}' found in partition '{part_name}'. It must be defined in "
+                "the Nodes section of the configuration file.",
                 src="String.cpp:860",
             )
         else:
             log.warn(
-                f"Node '{name}' in partition '{part_name}' is not defined in the Nodes section, skipped.",
+                f"Node '{name}' in partition '{part_name}' is not defined in the Nodes section, "
+                "skipped.",
                 src="String.cpp:866",
             )
     return members

@@ -146,8 +146,14 @@ class CtldClient:
             "system_boot_time": _boot_time(),
             "craned_start_time": self.start_time,
         }
-        request = {"op": "register", "craned_id": self.cfg.hostname, "token": self.token,
-                   "config_crc": self.cfg.crc, "lost_jobs": self.lost_jobs, "remote_meta": remote}  # fmt: skip
+        request = {
+            "op": "register",
+            "craned_id": self.cfg.hostname,
+            "token": self.token,
+            "config_crc": self.cfg.crc,
+            "lost_jobs": self.lost_jobs,
+            "remote_meta": remote,
+        }
         try:
             ok = self.call(request).get("ok", False)
         except RpcError:
@@ -194,7 +200,7 @@ def _boot_time():
 # --------------------------------------------------------------------------- start-up
 def _set_nofile(log):
     """``SetMaxFileDescriptorNumber(640000)``; craned exits when it fails."""
-    target = int(os.environ.get(NOFILE_ENV, "640000"))
+    target = int(os.environ.get(NOFILE_ENV) or "640000")
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
     except (ValueError, OSError):
@@ -212,13 +218,13 @@ def _check_cgroups(log):
             die(log, "Failed to initialize cpu,memory,IO cgroups controller.", "Craned.cpp:1488")
         return
     v1 = ("cpu", "memory", "devices", "blkio")
-    if any(os.path.isdir(os.path.join(root, c)) for c in v1):
-        if not all(os.path.isdir(os.path.join(root, c)) for c in v1):
-            die(
-                log,
-                "Failed to initialize cpu,memory,devices,block cgroups controller.",
-                src="Craned.cpp:1480",
-            )
+    mounted = [os.path.isdir(os.path.join(root, c)) for c in v1]
+    if any(mounted) and not all(mounted):
+        die(
+            log,
+            "Failed to initialize cpu,memory,devices,block cgroups controller.",
+            src="Craned.cpp:1480",
+        )
 
 
 def start_server(cfg, log):

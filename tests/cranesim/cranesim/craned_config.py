@@ -170,7 +170,8 @@ def _supervisor_path(raw):
     level = as_str(value_or(section, "DebugLevel", "trace"))
     if level not in LEVELS or level == "critical":
         die_stderr(
-            f"Illegal Supervisor debug-level: {level}, should be one of trace,, debug, info, warn, error, off.\n"
+            f"Illegal Supervisor debug-level: {level}, should be one of trace,, debug, info, "
+            "warn, error, off.\n"
         )
     if (
         section.get("MaxLogFileSize") is not None
@@ -247,9 +248,9 @@ def _parse_partitions(raw, cfg, log):
 
 def _check_misc(raw, log):
     container = raw.get("Container")
-    if isinstance(container, dict) and as_bool(container.get("Enabled", False)):
-        if not container.get("RuntimeEndpoint"):
-            die(log, "RuntimeEndpoint is not configured.", "Craned.cpp:1060")
+    enabled = isinstance(container, dict) and as_bool(container.get("Enabled", False))
+    if enabled and not container.get("RuntimeEndpoint"):
+        die(log, "RuntimeEndpoint is not configured.", "Craned.cpp:1060")
     hooks = raw.get("JobLifecycleHook")
     flags = as_str((hooks or {}).get("PrologFlags") or "") if isinstance(hooks, dict) else ""
     tokens = {t.strip().lower() for t in flags.split(",")}

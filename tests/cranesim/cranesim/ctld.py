@@ -14,6 +14,7 @@ from cranesim.common import (
     Logger,
     RpcError,
     create_folders_for_file,
+    daemonize,
     die,
     flock_singleton,
     gethostname,
@@ -24,11 +25,25 @@ from cranesim.common import (
 from cranesim.config import compress, expand
 
 RESOURCE_STATES = ["CRANE_IDLE", "CRANE_MIX", "CRANE_ALLOC", "CRANE_DOWN"]
-CONTROL_STATES = ["CRANE_NONE", "CRANE_DRAIN", "CRANE_POWEROFF", "CRANE_SLEEP", "CRANE_WAKE",
-                  "CRANE_POWERON", "CRANE_UNREGISTER_POWER"]  # fmt: skip
-POWER_STATES = ["CRANE_POWER_ACTIVE", "CRANE_POWER_IDLE", "CRANE_POWER_SLEEPING",
-                "CRANE_POWER_POWEREDOFF", "CRANE_POWER_TO_SLEEPING", "CRANE_POWER_WAKING_UP",
-                "CRANE_POWER_POWERING_ON", "CRANE_POWER_POWERING_OFF"]  # fmt: skip
+CONTROL_STATES = [
+    "CRANE_NONE",
+    "CRANE_DRAIN",
+    "CRANE_POWEROFF",
+    "CRANE_SLEEP",
+    "CRANE_WAKE",
+    "CRANE_POWERON",
+    "CRANE_UNREGISTER_POWER",
+]
+POWER_STATES = [
+    "CRANE_POWER_ACTIVE",
+    "CRANE_POWER_IDLE",
+    "CRANE_POWER_SLEEPING",
+    "CRANE_POWER_POWEREDOFF",
+    "CRANE_POWER_TO_SLEEPING",
+    "CRANE_POWER_WAKING_UP",
+    "CRANE_POWER_POWERING_ON",
+    "CRANE_POWER_POWERING_OFF",
+]
 LOST_STEP_REASON = "Craned re-registered but step lost."
 
 
@@ -161,7 +176,8 @@ class Ctld:
                 return {"ok": False}
             if not self.cfg.ignore_inconsistency and req.get("config_crc") != self.cfg.crc:
                 self.log.error(
-                    f"CranedNode #{craned_id} appears to have a diffrent config.yaml than the CraneCtld.",
+                    f"CranedNode #{craned_id} appears to have a diffrent config.yaml than the "
+                    "CraneCtld.",
                     src="CtldGrpcServer.cpp:107",
                 )
             if req.get("token") != meta.token:
@@ -253,9 +269,11 @@ class Ctld:
     def query_cluster_info(self, req):
         """``CranedMetaContainer::QueryClusterInfo`` as a protojson-shaped dict."""
         reply = {"ok": True, "partitions": []}
-        states = (req.get("filter_craned_control_states") or [],
-                  req.get("filter_craned_resource_states") or [],
-                  req.get("filter_craned_power_states") or [])  # fmt: skip
+        states = (
+            req.get("filter_craned_control_states") or [],
+            req.get("filter_craned_resource_states") or [],
+            req.get("filter_craned_power_states") or [],
+        )
         if not all(states):
             return reply
         wanted_parts = set(req.get("filter_partitions") or [])
@@ -279,8 +297,12 @@ class Ctld:
             meta = self.nodes[name]
             ctl, res = self._control_state(meta), self._resource_state(meta)
             if ctl in controls and res in resources and meta.power in powers:
-                key = (CONTROL_STATES.index(ctl), RESOURCE_STATES.index(res),
-                       POWER_STATES.index(meta.power), meta.reason)  # fmt: skip
+                key = (
+                    CONTROL_STATES.index(ctl),
+                    RESOURCE_STATES.index(res),
+                    POWER_STATES.index(meta.power),
+                    meta.reason,
+                )
                 groups.setdefault(key, []).append(name)
         lists = [_trimmed(key, names) for key, names in sorted(groups.items())]
         display = part + "*" if part == self.cfg.default_partition else part
@@ -360,9 +382,17 @@ class Ctld:
                 return {"ok": False, "error": error}
             spec = self.nodes[name].spec
             cpu = int(req.get("cpu") or spec.cpu)
-            job = {"job_id": self.store.next_id, "node": name, "cpu": cpu,
-                   "mem": spec.memory * cpu // max(spec.cpu, 1), "seconds": float(req["seconds"]),
-                   "start_time": time.time(), "status": "Running", "reason": "", "end_time": 0}  # fmt: skip
+            job = {
+                "job_id": self.store.next_id,
+                "node": name,
+                "cpu": cpu,
+                "mem": spec.memory * cpu // max(spec.cpu, 1),
+                "seconds": float(req["seconds"]),
+                "start_time": time.time(),
+                "status": "Running",
+                "reason": "",
+                "end_time": 0,
+            }
             self.store.next_id += 1
             self.store.jobs[job["job_id"]] = job
             self.store.save()
@@ -417,7 +447,8 @@ def _raise_nofile(log):
         resource.setrlimit(resource.RLIMIT_NOFILE, (640000, 640000))
     except (ValueError, OSError):
         log.warn(
-            "Unable to set file descriptor limits to 640000. Please increase the hard limit if needed.",
+            "Unable to set file descriptor limits to 640000. Please increase the hard limit if "
+            "needed.",
             src="CraneCtld.cpp:1169",
         )
 
@@ -465,7 +496,8 @@ def _start_servers(ctld, cfg, log):
     except OSError:
         die(log, "Cannot start gRPC server!", "CtldGrpcServer.cpp:0")
     log.info(
-        f"CraneCtld is listening on {cfg.listen_addr}:{cfg.listen_port} and Internal Port {cfg.internal_port}",
+        f"CraneCtld is listening on {cfg.listen_addr}:{cfg.listen_port} and Internal Port "
+        f"{cfg.internal_port}",
         src="CtldGrpcServer.cpp:0",
     )
 
@@ -504,8 +536,6 @@ def main(argv=None):
     cfg = ctld_config.load(args, log)
     lock_fd = flock_singleton(cfg.lock_file, log, "CraneCtld")
     if not cfg.foreground:
-        from cranesim.common import daemonize
-
         daemonize()
         log.detach_console()
     start_server(cfg, log)

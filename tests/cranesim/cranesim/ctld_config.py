@@ -11,6 +11,7 @@ from cranesim.common import (
     Logger,
     as_bool,
     as_str,
+    config_crc,
     die,
     die_stderr,
     is_ip_literal,
@@ -122,8 +123,6 @@ def load(args, log):
         lock_file="",
         ignore_inconsistency=as_bool(value_or(raw, "IgnoreConfigInconsistency", False)),
     )
-    from cranesim.common import config_crc
-
     cfg.crc = config_crc(raw)
     _check_sections(raw, cfg, log)
     _load_db_config(args, raw, cfg, log)
@@ -139,9 +138,9 @@ def _cluster_name(raw, log):
 
 
 def _check_log_size(section, log):
-    if isinstance(section, dict) and section.get("MaxLogFileSize") is not None:
-        if parse_memory(section["MaxLogFileSize"]) is None:
-            die(log, "Illegal memory format.", "CraneCtld.cpp:62")
+    size = section.get("MaxLogFileSize") if isinstance(section, dict) else None
+    if size is not None and parse_memory(size) is None:
+        die(log, "Illegal memory format.", "CraneCtld.cpp:62")
 
 
 def _check_sections(raw, cfg, log):
@@ -169,8 +168,13 @@ def _check_sections(raw, cfg, log):
 def _check_tls(tls, log):
     if not isinstance(tls, dict) or not as_bool(tls.get("Enabled", False)):
         return
-    keys = ("CaFilePath", "InternalCertFilePath", "InternalKeyFilePath",
-            "ExternalCertFilePath", "ExternalKeyFilePath")  # fmt: skip
+    keys = (
+        "CaFilePath",
+        "InternalCertFilePath",
+        "InternalKeyFilePath",
+        "ExternalCertFilePath",
+        "ExternalKeyFilePath",
+    )
     for key in keys:
         path = as_str(tls.get(key) or "")
         if not path:
@@ -241,7 +245,8 @@ def _check_partition_mem(part, name, log):
     ):
         die(
             log,
-            f"The partition {name} MaxMemPerCpu {mb('MaxMemPerCpu')}MB should not be less than DefaultMemPerCpu {mb('DefaultMemPerCpu')}MB.",
+            f"The partition {name} MaxMemPerCpu {mb('MaxMemPerCpu')}MB should not be less than "
+            f"DefaultMemPerCpu {mb('DefaultMemPerCpu')}MB.",
             src="CraneCtld.cpp:707",
         )
     if (
@@ -251,7 +256,8 @@ def _check_partition_mem(part, name, log):
     ):
         die(
             log,
-            f"The partition {name} MaxMemPerNode {mb('MaxMemPerNode')}MB should not be less than DefaultMemPerNode {mb('DefaultMemPerNode')}MB.",
+            f"The partition {name} MaxMemPerNode {mb('MaxMemPerNode')}MB should not be less than "
+            f"DefaultMemPerNode {mb('DefaultMemPerNode')}MB.",
             src="CraneCtld.cpp:716",
         )
 

@@ -1,5 +1,6 @@
-"""Behaviour shared by the simulated Go frontend tools (reference §2.6 "Go tools", §7.2 exit codes)."""
+"""Behaviour shared by the simulated Go frontend tools (reference §2.6 "Go tools", §7.2)."""
 
+import json
 import sys
 
 import yaml
@@ -95,6 +96,4 @@ def call_ctld(config, request):
 
 def json_line(obj):
     """protojson output (single line; parse it, never compare strings)."""
-    import json
-
     return json.dumps(obj, separators=(",", ":"))

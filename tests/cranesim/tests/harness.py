@@ -6,6 +6,7 @@ group and killed by ``Sim.stop_all``.
 """
 
 import copy
+import importlib
 import json
 import os
 import pathlib
@@ -161,8 +162,10 @@ class Sim:
         argv = [sys.executable, "-m", "cranesim", program]
         if config:
             argv += ["-C", str(self.ctld_config_path())]
+        env = env or self.env()
+        cmd = [*argv, *args]
         return subprocess.run(
-            [*argv, *args], env=env or self.env(), capture_output=True, text=True, timeout=timeout
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
 
     # ------------------------------------------------------------------ queries
@@ -172,8 +175,7 @@ class Sim:
 
     def node_states(self):
         """{node: (resource, control)} from ``cinfo --json``."""
-        from crane_hostlist import expand
-
+        expand = importlib.import_module("crane_hostlist").expand
         reply = self.cinfo_json() or {"partitions": []}
         states = {}
         for part in reply["partitions"]:

@@ -76,8 +76,14 @@ def test_frontend_layout(repo):
 
 
 def test_unit_files_are_the_real_ones(repo, tmp_path):
-    subprocess.run(["dpkg-deb", "-x", str(repo / BACKEND.format(v="1.1.2", c="cranectld")), str(tmp_path)], check=True)
-    subprocess.run(["dpkg-deb", "-x", str(repo / BACKEND.format(v="1.1.2", c="craned")), str(tmp_path)], check=True)
+    subprocess.run(
+        ["dpkg-deb", "-x", str(repo / BACKEND.format(v="1.1.2", c="cranectld")), str(tmp_path)],
+        check=True,
+    )
+    subprocess.run(
+        ["dpkg-deb", "-x", str(repo / BACKEND.format(v="1.1.2", c="craned")), str(tmp_path)],
+        check=True,
+    )
     units = tmp_path / "usr/lib/systemd/system"
     ctld = (units / "cranectld.service").read_text()
     assert "[Service]\nUser=crane\nGroup=crane\nExecStart=/usr/bin/cranectld\n" in ctld
@@ -121,18 +127,29 @@ def test_build_is_reproducible(repo, tmp_path):
         assert (repo / name).read_bytes() == (again / name).read_bytes(), name
 
 
+def dpkg_install(base, deb):
+    return subprocess.run([*base, str(deb)], capture_output=True, text=True, check=False)
+
+
 def test_both_backend_debs_collide_on_the_sample_files(repo, tmp_path):
     """The real quirk: dpkg refuses the second package without --force-overwrite."""
     root = tmp_path / "root"
     (root / "var/lib/dpkg/info").mkdir(parents=True)
     (root / "var/lib/dpkg/updates").mkdir()
     (root / "var/lib/dpkg/status").write_text("")
-    base = ["dpkg", f"--root={root}", "--force-depends", "--force-not-root", "--force-script-chrootless",
-            "--log=/dev/null", "-i"]  # fmt: skip
-    first = subprocess.run([*base, str(repo / BACKEND.format(v="1.1.2", c="cranectld"))], capture_output=True, text=True)
+    base = [
+        "dpkg",
+        f"--root={root}",
+        "--force-depends",
+        "--force-not-root",
+        "--force-script-chrootless",
+        "--log=/dev/null",
+        "-i",
+    ]
+    first = dpkg_install(base, repo / BACKEND.format(v="1.1.2", c="cranectld"))
     assert first.returncode == 0, first.stderr
     assert (root / "usr/bin/cranectld").exists()
-    second = subprocess.run([*base, str(repo / BACKEND.format(v="1.1.2", c="craned"))], capture_output=True, text=True)
+    second = dpkg_install(base, repo / BACKEND.format(v="1.1.2", c="craned"))
     assert second.returncode != 0
     assert "trying to overwrite '/etc/crane/config.yaml.sample'" in second.stderr
     assert not (root / "etc/crane/config.yaml").exists()
@@ -143,8 +160,13 @@ def test_packaged_programs_report_their_version(repo, tmp_path):
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
     lib = tmp_path / "usr/lib/cranesim/craned"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(lib)}
-    result = subprocess.run([sys.executable, "-m", "cranesim", "craned", "-v"], env=env,
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "cranesim", "craned", "-v"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout == "Version: 1.1.3\n"
     script = (tmp_path / "usr/bin/craned").read_text()
     assert script.startswith("#!/usr/bin/python3") and "/usr/lib/cranesim/craned" in script

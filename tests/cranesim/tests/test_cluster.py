@@ -1,11 +1,15 @@
 """A simulated cluster on loopback: registration, cinfo, ccontrol, timeouts, jobs, restarts."""
 
 import json
+import os
 import signal
 
 from tests.cranesim.tests.harness import wait_for
 
-DRAIN_OK = "Nodes {} modified successfully, please wait for a few minutes for the node state to fully update.\n"
+DRAIN_OK = (
+    "Nodes {} modified successfully, please wait for a few minutes for the node state to "
+    "fully update.\n"
+)
 
 
 def test_two_craneds_register_and_show_idle_in_json(cluster):
@@ -15,11 +19,23 @@ def test_two_craneds_register_and_show_idle_in_json(cluster):
     assert part["name"] == "CPU*"
     assert part["state"] == "PARTITION_UP"
     assert part["craned_lists"] == [
-        {"resource_state": "CRANE_IDLE", "control_state": "CRANE_NONE", "power_state": "CRANE_POWER_IDLE",
-         "count": 2, "craned_list_regex": "cn[01-02]", "reason": ""},
-        {"resource_state": "CRANE_DOWN", "control_state": "CRANE_NONE", "power_state": "CRANE_POWER_IDLE",
-         "count": 1, "craned_list_regex": "cn03", "reason": ""},
-    ]  # fmt: skip
+        {
+            "resource_state": "CRANE_IDLE",
+            "control_state": "CRANE_NONE",
+            "power_state": "CRANE_POWER_IDLE",
+            "count": 2,
+            "craned_list_regex": "cn[01-02]",
+            "reason": "",
+        },
+        {
+            "resource_state": "CRANE_DOWN",
+            "control_state": "CRANE_NONE",
+            "power_state": "CRANE_POWER_IDLE",
+            "count": 1,
+            "craned_list_regex": "cn03",
+            "reason": "",
+        },
+    ]
 
 
 def test_cinfo_table_is_exact(cluster):
@@ -93,7 +109,9 @@ def test_drain_and_resume_round_trip(cluster):
 def test_update_argument_errors(cluster):
     no_reason = cluster.run("ccontrol", "update", "nodename=cn01", "state=drain", "reason=")
     assert (no_reason.returncode, no_reason.stderr) == (
-        2, "change node state failed: You must specify a reason when draining a node.\n")  # fmt: skip
+        2,
+        "change node state failed: You must specify a reason when draining a node.\n",
+    )
     missing = cluster.run("ccontrol", "update", "nodename=cn01", "state=resume")
     assert (missing.returncode, missing.stderr) == (2, "missing required fields: reason\n")
     bad_state = cluster.run("ccontrol", "update", "nodename=cn01", "state=up", "reason=x")
@@ -114,7 +132,8 @@ def test_down_and_unknown_nodes_are_refused(cluster):
     )
     unknown = cluster.run("ccontrol", "update", "nodename=cn09", "state=drain", "reason=r")
     assert unknown.stderr == (
-        "change node state failed: Failed to modify node: cn09. Reason: Invalid node name specified..\n\n"
+        "change node state failed: Failed to modify node: cn09. Reason: Invalid node name "
+        "specified..\n\n"
     )
 
 
@@ -149,8 +168,11 @@ def test_fake_job_allocates_and_survives_ctld_restart(cluster):
     assert cluster.wait_state("cn01", "CRANE_ALLOC")
     assert "RunningJob=1 " in cluster.run("ccontrol", "show", "node", "cn01").stdout
     assert cluster.wait_state("cn01", "CRANE_IDLE", timeout=20)
-    jobs = json.loads(cluster.run("cranesim-job", "--list").stdout)
-    assert [j["status"] for j in jobs] == ["Completed", "Completed"]
+    assert wait_for(lambda: job_states(cluster) == ["Completed", "Completed"])
+
+
+def job_states(cluster):
+    return [job["status"] for job in json.loads(cluster.run("cranesim-job", "--list").stdout)]
 
 
 def test_fake_job_survives_craned_restart(cluster):
@@ -183,7 +205,10 @@ def test_cli_exit_3_when_ctld_is_down(cluster):
     )
     update = cluster.run("ccontrol", "update", "nodename=cn01", "state=drain", "reason=r")
     assert (update.returncode, update.stderr) == (
-        2, "change node state failed: Failed to modify node state: Connection to CraneCtld is broken.\n")  # fmt: skip
+        2,
+        "change node state failed: Failed to modify node state: Connection to CraneCtld is "
+        "broken.\n",
+    )
 
 
 def test_unknown_host_is_rejected_and_not_listed(sim):
@@ -232,8 +257,6 @@ def test_background_mode_forks_and_parent_exits_zero(sim):
 
 def _kill_from_lock_holder(sim):
     """The daemon is not our child: find it by the lock file it holds and kill it."""
-    import os
-
     lock = str(sim.tmp / "ctld" / "cranectld" / "cranectld.lock")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:

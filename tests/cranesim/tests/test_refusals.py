@@ -19,18 +19,23 @@ def run_ctld(sim, args=(), env=None):
     config = sim.ctld_config_path()
     db = sim.write("database.yaml", sim.database)
     argv = [sys.executable, "-m", "cranesim", "cranectld", "-C", str(config), "-D", str(db), *args]
-    return subprocess.run(argv, env=env or sim.env(), capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        argv, env=env or sim.env(), capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def run_craned(sim, node="cn01", config=None, env=None):
     path = config or sim.node_config(node)
     argv = [sys.executable, "-m", "cranesim", "craned", "-f", str(path)]
-    return subprocess.run(argv, env=env or sim.env(node), capture_output=True, text=True, timeout=30)
+    env = env or sim.env(node)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=False)
 
 
 def run_tool(sim, *argv, env=None):
     cmd = [sys.executable, "-m", "cranesim", *argv]
-    return subprocess.run(cmd, env=env or sim.env(), capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        cmd, env=env or sim.env(), capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def set_in(data, dotted, value):
@@ -62,32 +67,50 @@ CTLD_CASES = [
     ("ClusterName", "", "ClusterName is empty."),
     ("ClusterName", None, "ClusterName is empty."),
     ("CraneCtld.MaxLogFileSize", "10X", "Illegal memory format."),
-    ("Keepalived", {"CraneCtldAliveFile": "a"},
-     "Keepalived.CraneSharedBaseDir is not set in configuration file."),
+    (
+        "Keepalived",
+        {"CraneCtldAliveFile": "a"},
+        "Keepalived.CraneSharedBaseDir is not set in configuration file.",
+    ),
     ("TLS", {"Enabled": True}, "UseTls is true, but CaFilePath is empty"),
     ("Licenses", [{"quantity": 3}], "Illegal licenses name format."),
     ("Licenses", [{"name": "matlab"}], "Illegal licenses quantity format."),
     ("Nodes.0.name", "cn[01-03", "Illegal node name string format."),
     ("Nodes.0.memory", "2T", "Illegal memory format."),
-    ("Nodes.0.gres", [{**GPU, "DeviceFileRegex": "/dev/nvidia[0-"}],
-     "Illegal gres gpu:a100 DeviceFileRegex path string format."),
-    ("Nodes.0.gres", [{**GPU, "DeviceFileList": "/dev/nvidia0"}],
-     "Illegal gres gpu:a100 DeviceFileList type. It must be a YAML sequence."),
-    ("Nodes.0.gres", [{**GPU, "DeviceFileList": ["/dev/nvidia[3-0]"]}],
-     "Illegal gres gpu:a100 DeviceFileList entry expands to empty device file list."),
+    (
+        "Nodes.0.gres",
+        [{**GPU, "DeviceFileRegex": "/dev/nvidia[0-"}],
+        "Illegal gres gpu:a100 DeviceFileRegex path string format.",
+    ),
+    (
+        "Nodes.0.gres",
+        [{**GPU, "DeviceFileList": "/dev/nvidia0"}],
+        "Illegal gres gpu:a100 DeviceFileList type. It must be a YAML sequence.",
+    ),
+    (
+        "Nodes.0.gres",
+        [{**GPU, "DeviceFileList": ["/dev/nvidia[3-0]"]}],
+        "Illegal gres gpu:a100 DeviceFileList entry expands to empty device file list.",
+    ),
     ("Partitions.0", {"name": "CPU"}, "The node of the partition CPU was not found"),
     ("Partitions.0", {"nodes": "ALL"}, "Partition name not found"),
-    ("Partitions.0.nodes", "cn[01-03],cn09",
-     "Unknown node 'cn09' found in partition 'CPU'. "
-     "It must be defined in the Nodes section of the configuration file."),
+    (
+        "Partitions.0.nodes",
+        "cn[01-03],cn09",
+        "Unknown node 'cn09' found in partition 'CPU'. "
+        "It must be defined in the Nodes section of the configuration file.",
+    ),
     ("Partitions.0.nodes", "cn[01-02]", "Nodes cn03 not belong to any partition"),
     ("DefaultPartition", "GPU", "Unknown default partition GPU"),
-    ("Preempt", {"PreemptType": "fair", "PreemptMode": "OFF"},
-     "Unknown PreemptType 'fair'. Valid: none|qos|partition"),
+    (
+        "Preempt",
+        {"PreemptType": "fair", "PreemptMode": "OFF"},
+        "Unknown PreemptType 'fair'. Valid: none|qos|partition",
+    ),
     ("Preempt", {"PreemptType": "qos", "PreemptMode": "OFF"}, "Preempt config inconsistent"),
     ("CraneCtldListenAddr", "localhost", "Listening address is invalid."),
     ("CraneCtldListenPort", 70000, "Listening port is invalid."),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), CTLD_CASES)
@@ -170,9 +193,15 @@ def test_cranectld_missing_files(sim):
     ("database", "message"),
     [
         ({"CraneCtldDbPath": "x"}, "Unknown Replica Set name"),
-        ({"DbReplSetName": "rs", "Vault": {"Enabled": False, "Password": "p"}}, "Unknown Vault Username"),
+        (
+            {"DbReplSetName": "rs", "Vault": {"Enabled": False, "Password": "p"}},
+            "Unknown Vault Username",
+        ),
         ({"DbReplSetName": "rs", "Vault": {"Username": "u"}}, "Unknown Vault Password"),
-        ({"DbReplSetName": "rs", "CraneEmbeddedDbBackend": "Sqlite"}, "Invalid embedded database backend: Sqlite"),
+        (
+            {"DbReplSetName": "rs", "CraneEmbeddedDbBackend": "Sqlite"},
+            "Invalid embedded database backend: Sqlite",
+        ),
     ],
 )
 def test_cranectld_database_yaml(sim, database, message):
@@ -202,8 +231,13 @@ def test_cranectld_db_folder_cannot_be_created(sim):
 
 def test_cranectld_tls_without_vault(sim):
     tls = {"Enabled": True}
-    for key in ("CaFilePath", "InternalCertFilePath", "InternalKeyFilePath",
-                "ExternalCertFilePath", "ExternalKeyFilePath"):  # fmt: skip
+    for key in (
+        "CaFilePath",
+        "InternalCertFilePath",
+        "InternalKeyFilePath",
+        "ExternalCertFilePath",
+        "ExternalKeyFilePath",
+    ):
         path = sim.tmp / key
         path.write_text("pem")
         tls[key] = str(path)
@@ -236,17 +270,41 @@ def other_group(**gres):
 
 
 CRANED_GRES_CASES = [
-    ({"DeviceFileRegex": "/dev/null", "DeviceCDIRegex": "nvidia.com/gpu=0", "DeviceCDIList": ["x"]},
-     "GRES gpu:a100 has both DeviceCDIRegex and DeviceCDIList configured. Only one is allowed."),
-    ({"DeviceFileRegex": "/dev/nvidia[3-0]"}, "GRES gpu:a100 DeviceFileRegex expanded to zero paths."),
-    ({"DeviceFileRegex": "/dev/nvidia[0-"}, "Illegal gres gpu:a100 DeviceFileRegex path string format."),
-    ({"DeviceFileList": ["/dev/x[3-0]"]}, "GRES gpu:a100 DeviceFileList entry expanded to zero paths."),
-    ({"DeviceFileList": "/dev/null"},
-     "At least one of DeviceFileRegex or DeviceFileList must be configured for GRES gpu:a100 device."),
-    ({}, "At least one of DeviceFileRegex or DeviceFileList must be configured for GRES gpu:a100 device."),
-    ({"DeviceFileRegex": "/dev/nvidia[0-1]", "DeviceCDIList": ["nvidia.com/gpu=0"]},
-     "GRES gpu:a100 CDI name count (1) does not match device count (2). They must be equal."),
-]  # fmt: skip
+    (
+        {
+            "DeviceFileRegex": "/dev/null",
+            "DeviceCDIRegex": "nvidia.com/gpu=0",
+            "DeviceCDIList": ["x"],
+        },
+        "GRES gpu:a100 has both DeviceCDIRegex and DeviceCDIList configured. Only one is allowed.",
+    ),
+    (
+        {"DeviceFileRegex": "/dev/nvidia[3-0]"},
+        "GRES gpu:a100 DeviceFileRegex expanded to zero paths.",
+    ),
+    (
+        {"DeviceFileRegex": "/dev/nvidia[0-"},
+        "Illegal gres gpu:a100 DeviceFileRegex path string format.",
+    ),
+    (
+        {"DeviceFileList": ["/dev/x[3-0]"]},
+        "GRES gpu:a100 DeviceFileList entry expanded to zero paths.",
+    ),
+    (
+        {"DeviceFileList": "/dev/null"},
+        "At least one of DeviceFileRegex or DeviceFileList must be configured for GRES gpu:a100 "
+        "device.",
+    ),
+    (
+        {},
+        "At least one of DeviceFileRegex or DeviceFileList must be configured for GRES gpu:a100 "
+        "device.",
+    ),
+    (
+        {"DeviceFileRegex": "/dev/nvidia[0-1]", "DeviceCDIList": ["nvidia.com/gpu=0"]},
+        "GRES gpu:a100 CDI name count (1) does not match device count (2). They must be equal.",
+    ),
+]
 
 
 @pytest.mark.parametrize(("gres", "message"), CRANED_GRES_CASES)
@@ -272,7 +330,11 @@ def test_craned_duplicate_gres(sim):
     ("key", "value", "stderr"),
     [
         ("Supervisor", None, "No Supervisor configuration found.\n"),
-        ("Supervisor.Path", "/nonexistent/csupervisor", "csupervisor /nonexistent/csupervisor does not exist\n"),
+        (
+            "Supervisor.Path",
+            "/nonexistent/csupervisor",
+            "csupervisor /nonexistent/csupervisor does not exist\n",
+        ),
         ("CranedDebugLevel", "loud", "Illegal Craned debug-level format: loud.\n"),
     ],
 )
@@ -289,11 +351,14 @@ CRANED_CASES = [
     ("Nodes.0.memory", "2g", "Illegal memory format."),
     ("Nodes.0.name", "cn[01-03", "Illegal node name string format."),
     ("Container", {"Enabled": True}, "RuntimeEndpoint is not configured."),
-    ("JobLifecycleHook", {"PrologFlags": "RunInJob,Serial"},
-     "Cannot set RunInJob and Serial flags at the same time."),
+    (
+        "JobLifecycleHook",
+        {"PrologFlags": "RunInJob,Serial"},
+        "Cannot set RunInJob and Serial flags at the same time.",
+    ),
     ("Partitions.0.nodes", "cn[02-03]", "This machine cn01 doesn't belong to any partition"),
     ("TLS", {"Enabled": True}, "UseTls is true, but InternalCertFilePath is empty"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), CRANED_CASES)
@@ -324,19 +389,27 @@ def test_craned_host_must_be_in_nodes_exactly(sim):
 
 def test_craned_checks_its_own_devices(sim):
     sim.config["Nodes"] = [
-        {"name": "cn01", "cpu": 2, "memory": "2G",
-         "gres": [{**GPU, "DeviceFileRegex": f"{sim.tmp}/gpu[0-1]"}]},
+        {
+            "name": "cn01",
+            "cpu": 2,
+            "memory": "2G",
+            "gres": [{**GPU, "DeviceFileRegex": f"{sim.tmp}/gpu[0-1]"}],
+        },
         {"name": "cn[02-03]", "cpu": 2, "memory": "2G"},
-    ]  # fmt: skip
+    ]
     (sim.tmp / "gpu0").write_text("")
     result = run_craned(sim)
     assert result.returncode == 1
-    assert f"Failed to stat device file {sim.tmp}/gpu1 err:No such file or directory" in result.stderr
+    assert (
+        f"Failed to stat device file {sim.tmp}/gpu1 err:No such file or directory" in result.stderr
+    )
     assert f"Access Device gpu:a100:{sim.tmp}/gpu1 failed." in result.stderr
 
 
 def test_craned_rejects_an_invalid_env_injector_on_its_own_node(sim):
-    sim.config["Nodes"][0]["gres"] = [{**GPU, "DeviceFileRegex": "/dev/null", "EnvInjector": "NVIDIA"}]
+    sim.config["Nodes"][0]["gres"] = [
+        {**GPU, "DeviceFileRegex": "/dev/null", "EnvInjector": "NVIDIA"}
+    ]
     result = run_craned(sim)
     assert result.returncode == 1
     assert 'Invalid injector type:NVIDIA for device ["/dev/null"].' in result.stderr
@@ -355,12 +428,16 @@ def test_craned_ignores_devices_of_other_nodes_and_ip_names(sim):
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        ({"cgroup.controllers": "cpuset cpu memory pids\n"},
-         "Failed to initialize cpu,memory,IO cgroups controller."),
-        ({"cpu": None, "memory": None, "devices": None},
-         "Failed to initialize cpu,memory,devices,block cgroups controller."),
+        (
+            {"cgroup.controllers": "cpuset cpu memory pids\n"},
+            "Failed to initialize cpu,memory,IO cgroups controller.",
+        ),
+        (
+            {"cpu": None, "memory": None, "devices": None},
+            "Failed to initialize cpu,memory,devices,block cgroups controller.",
+        ),
     ],
-)  # fmt: skip
+)
 def test_craned_needs_cgroup_controllers(sim, layout, message):
     root = sim.tmp / "cg-test"
     root.mkdir()
@@ -386,11 +463,10 @@ def _can_raise_nofile():
 
 @pytest.mark.skipif(_can_raise_nofile(), reason="this process may raise RLIMIT_NOFILE to 640000")
 def test_craned_exits_when_nofile_cannot_be_raised(sim):
-    env = sim.env("cn01")
-    env.pop("CRANESIM_NOFILE")
-    result = run_craned(sim, env=env)
-    assert result.returncode == 1
-    assert "Unable to set file descriptor limits to 640000" in result.stderr
+    proc = sim.start_craned("cn01", **{"CRANESIM_NOFILE": ""})
+    assert wait_for(lambda: proc.poll() is not None), sim.log("cn01.out")
+    assert proc.returncode == 1
+    assert "Unable to set file descriptor limits to 640000" in sim.log("cn01.out")
 
 
 def test_craned_node_info_and_version(sim):
