@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import socket
@@ -34,6 +35,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUN_ENV = "CRANE_FORMULA_RUN"
 DEFAULT_RUN_ROOT = "/run/crane-formula"
 NVIDIA_MAJOR = 195
+CAP_SYS_RESOURCE = 24
+CRANED_NOFILE = 640000
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINION_WAIT = 240
 NODE_STOP_WAIT = 30
@@ -206,12 +209,21 @@ class Cluster:
         (etc / "resolv.conf").write_text("# names come from /etc/hosts\n")
         (etc / "salt-minion.service").write_text(MINION_UNIT.format(venv=self.venv))
         (etc / "minion-wants.conf").write_text("[Unit]\nWants=salt-minion.service\n")
+        (etc / "system.conf").write_text(self._manager_config())
         for node in self.spec.nodes:
             ndir = self.run_dir / "nodes" / node.hostname
             ndir.mkdir(parents=True, exist_ok=True)
             (ndir / "hostname").write_text(node.hostname + "\n")
             (ndir / "host0.network").write_text(self._network_file(node.hostname))
             (ndir / "minion.conf").write_text(self._minion_config(node.hostname))
+
+    def _manager_config(self) -> str:
+        """systemd manager defaults for the nodes: environment every service inherits."""
+        env = simulator_environment()
+        for key, value in env.items():
+            self.log(f"nodes' services get {key}={value} (this host's limit)")
+        lines = ["[Manager]"] + [f"DefaultEnvironment={k}={v}" for k, v in env.items()]
+        return "\n".join(lines) + "\n"
 
     def _hosts_file(self) -> str:
         lines = ["127.0.0.1\tlocalhost", f"{self.spec.host_address}\tsalt {self.spec.name}-host"]
@@ -346,6 +358,7 @@ class Cluster:
             node / "host0.network": "/etc/systemd/network/10-test-cluster.network",
             node / "minion.conf": "/etc/salt/minion.d/10-test-cluster.conf",
             run / "etc" / "salt-minion.service": "/etc/systemd/system/salt-minion.service",
+            run / "etc" / "system.conf": "/etc/systemd/system.conf.d/10-test-cluster.conf",
             run / "etc" / "minion-wants.conf": (
                 "/etc/systemd/system/multi-user.target.d/50-salt-minion.conf"
             ),
@@ -364,6 +377,8 @@ class Cluster:
             "--console=read-only",
             "--link-journal=no",
             "--resolv-conf=off",
+            # As on a real host, root may raise its limits (craned sets RLIMIT_NOFILE to 640000).
+            "--capability=CAP_SYS_RESOURCE",
             f"--bind-ro={self.venv}",
         ]
         cmd += [f"--bind-ro={src}:{dst}" for src, dst in binds.items()]
@@ -621,6 +636,25 @@ def build_apt_repo(out_dir: pathlib.Path, versions) -> tuple[pathlib.Path, bool]
         (out_dir / "Packages").write_text("")
         return out_dir, False
     return pathlib.Path(build_repo(out_dir, list(versions))), True
+
+
+def simulator_environment() -> dict[str, str]:
+    """Tell the simulated craned about host limits it cannot exceed, as on a real host it could.
+
+    craned raises RLIMIT_NOFILE to 640000 and exits when that fails.  Nodes get
+    CAP_SYS_RESOURCE only if this host has it; otherwise the host's hard limit is the ceiling.
+    """
+    if _has_capability(CAP_SYS_RESOURCE):
+        return {}
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return {} if hard >= CRANED_NOFILE else {"CRANESIM_NOFILE": str(hard)}
+
+
+def _has_capability(bit: int) -> bool:
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
 
 
 def _current_venv() -> pathlib.Path:
