@@ -198,9 +198,17 @@ def _boot_time():
 
 
 # --------------------------------------------------------------------------- start-up
+def _nofile_target():
+    """640000, or the test hook's value ("hard" = the current hard limit)."""
+    value = os.environ.get(NOFILE_ENV) or "640000"
+    if value == "hard":
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return int(value)
+
+
 def _set_nofile(log):
     """``SetMaxFileDescriptorNumber(640000)``; craned exits when it fails."""
-    target = int(os.environ.get(NOFILE_ENV) or "640000")
+    target = _nofile_target()
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, target))
     except (ValueError, OSError):

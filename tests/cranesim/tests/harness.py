@@ -10,7 +10,6 @@ import importlib
 import json
 import os
 import pathlib
-import resource
 import signal
 import socket
 import subprocess
@@ -116,7 +115,7 @@ class Sim:
         env["PYTHONPATH"] = os.pathsep.join([str(SIM_ROOT), str(REPO / "salt" / "_utils")])
         env["CRANESIM_HOSTS"] = str(self.hosts)
         env["CRANESIM_CGROUP_ROOT"] = str(self.cgroup)
-        env["CRANESIM_NOFILE"] = str(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+        env["CRANESIM_NOFILE"] = "hard"
         env.pop("CRANESIM_HOSTNAME", None)
         if hostname:
             env["CRANESIM_HOSTNAME"] = hostname
