@@ -37,6 +37,7 @@ DEFAULT_RUN_ROOT = "/run/crane-formula"
 NVIDIA_MAJOR = 195
 CAP_SYS_RESOURCE = 24
 CRANED_NOFILE = 640000
+NSPAWN_PROPAGATE = "/run/systemd/nspawn/propagate"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINION_WAIT = 240
 NODE_STOP_WAIT = 30
@@ -50,7 +51,9 @@ After=network.target
 ExecStart={venv}/bin/python {venv}/bin/salt-minion
 Restart=always
 RestartSec=2
-KillMode=process
+# The minion takes ~10s to exit on SIGTERM; nodes are throw-away, so do not wait for it.
+KillMode=mixed
+TimeoutStopSec=2
 
 [Install]
 WantedBy=multi-user.target
@@ -551,6 +554,9 @@ def teardown(run_dir: pathlib.Path) -> list[str] | None:
         procs.remove_cgroup(pathlib.Path(path))
     if state.get("bridge_created") and procs.link_exists(state["bridge"]):
         procs.ip("link", "del", state["bridge"])
+    for directory in _propagate_dirs(state):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty: nspawn's own, left when /run is not tmpfs
     shutil.rmtree(run_dir, ignore_errors=True)
     return leftovers_of(state)
 
@@ -567,9 +573,16 @@ def leftovers_of(state: dict) -> list[str]:
     left += [f"link {port}" for port in state.get("bridge_ports", []) if procs.link_exists(port)]
     left += [f"mount {m}" for m in _mounts_under(state["run_dir"])]
     left += [f"cgroup {c}" for c in state.get("cgroups", []) if pathlib.Path(c).exists()]
+    left += [f"directory {d}" for d in _propagate_dirs(state) if d.exists()]
     if pathlib.Path(state["run_dir"]).exists():
         left.append(f"directory {state['run_dir']}")
     return left
+
+
+def _propagate_dirs(state: dict) -> list[pathlib.Path]:
+    """Per-machine directories systemd-nspawn makes on the host for mount propagation."""
+    base = pathlib.Path(NSPAWN_PROPAGATE)
+    return [base / f"{state['name']}-{hostname}" for hostname in state.get("nodes", {})]
 
 
 def _alive(rec: dict) -> bool:
