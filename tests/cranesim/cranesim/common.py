@@ -294,7 +294,11 @@ def serve_forever(address, port, handler, name):
                 reply = handler(json.loads(line))
             except Exception as exc:  # keep the daemon alive
                 reply = {"ok": False, "error": f"internal error: {exc}"}
+            hold = reply.pop("hold_open", False)
             self.wfile.write(json.dumps(reply).encode() + b"\n")
+            self.wfile.flush()
+            while hold and self.rfile.read(1):  # a long-lived channel: wait for the peer's EOF
+                pass
 
     class _Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True

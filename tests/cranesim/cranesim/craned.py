@@ -1,9 +1,11 @@
 """The simulated craned: start-up checks, the registration handshake, pings and fake jobs."""
 
+import contextlib
 import json
 import os
 import resource
 import signal
+import socket
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ from cranesim.common import (
     die,
     die_silent,
     flock_singleton,
+    resolve,
     rpc_call,
     serve_forever,
 )
@@ -111,9 +114,16 @@ class CtldClient:
                 if not self.registered:
                     stop.wait(1)
                 continue
-            stop.wait(self.cfg.ping_interval)
-            if not stop.is_set():
+            if self._wait_ping_due(stop):
                 self._ping()
+
+    def _wait_ping_due(self, stop):
+        """Sleep until the next ping; False if stopping or the channel broke meanwhile."""
+        deadline = time.monotonic() + self.cfg.ping_interval
+        while time.monotonic() < deadline:
+            if stop.wait(min(0.2, max(deadline - time.monotonic(), 0))) or not self.registered:
+                return False
+        return True
 
     def _handshake(self, stop):
         self.token = uuid.uuid4().hex
@@ -173,6 +183,50 @@ class CtldClient:
             )
             self.registered = False
 
+    def watch_channel(self, stop):
+        """Like gRPC channel-state watching: craned holds a connection open to cranectld;
+        when cranectld goes away the handshake starts again without waiting for a ping."""
+        while not stop.wait(0.2):
+            token = self.token
+            broke = self.registered and self._hold_channel()
+            if broke and self.registered and token == self.token:
+                self.log.warn(
+                    "Channel to CraneCtld is broken, registering again.", src="CtldClient.cpp:0"
+                )
+                self.registered = False
+
+    def _hold_channel(self):
+        """Block while the channel is up; True when it broke after being established."""
+        address = resolve(self.cfg.control_machine)
+        try:
+            conn = socket.create_connection((address, int(self.cfg.internal_port)), timeout=5)
+        except (OSError, TypeError):
+            return False
+        with conn:
+            conn.settimeout(None)
+            conn.sendall(b'{"op": "channel"}\n')
+            try:
+                while conn.recv(4096):
+                    pass
+            except OSError:
+                pass
+        return True
+
+    def health_check(self, stop):
+        """``NodeHealthCheck_``: CPUs, memory (0.01 GiB tolerance) and device files."""
+        while not stop.wait(self.cfg.health_interval):
+            if self.registered:
+                reason = _health_failure(self.cfg.node)
+                if reason:
+                    self.log.warn(f"Node health check fail: {reason}.", src="CtldClient.cpp:1340")
+                    self._drain_self(reason)
+
+    def _drain_self(self, reason):
+        request = {"op": "update_node_drain_state", "craned_id": self.cfg.hostname,
+                   "drain": True, "reason": reason}  # fmt: skip
+        with contextlib.suppress(RpcError):
+            self.call(request)
+
     def report_finished(self, stop):
         """Tell cranectld about jobs whose time is up; retry while it is unreachable."""
         while not stop.wait(0.2):
@@ -184,6 +238,24 @@ class CtldClient:
                     continue
                 self.steps.remove(job["job_id"])
                 self.log.info(f"Job #{job['job_id']} completed.", src="JobManager.cpp:0")
+
+
+def _real_memory_gib():
+    with open("/proc/meminfo", encoding="utf-8") as stream:
+        kib = next(int(line.split()[1]) for line in stream if line.startswith("MemTotal:"))
+    return kib / (1 << 20)
+
+
+def _health_failure(node):
+    """The drain reason of a failed health check, or None."""
+    if os.sysconf("SC_NPROCESSORS_ONLN") < node["cpu"]:
+        return "CPU count mismatch"
+    if abs(_real_memory_gib() - node["memory"] / (1 << 30)) > 0.01:
+        return "Mem mismatch"
+    for _name, _type, devices, _injector, _cdi in node["gres"]:
+        if not all(os.path.exists(path) for paths in devices for path in paths):
+            return "Device not found"
+    return None
 
 
 def _boot_time():
@@ -259,6 +331,9 @@ def start_server(cfg, log):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=client.report_finished, args=(stop,), daemon=True).start()
+    threading.Thread(target=client.watch_channel, args=(stop,), daemon=True).start()
+    if cfg.health_interval > 0:
+        threading.Thread(target=client.health_check, args=(stop,), daemon=True).start()
     client.run(stop)
     log.info("Craned is ending.", src="Craned.cpp:0")
 

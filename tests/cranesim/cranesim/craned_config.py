@@ -40,6 +40,7 @@ class CranedConfig:
     debug_level: str
     supervisor_path: str
     ping_interval: int
+    health_interval: int
     ctld_timeout: int
     control_machine: str
     internal_port: str
@@ -137,6 +138,7 @@ def load(args, log):
         debug_level=level,
         supervisor_path=supervisor,
         ping_interval=uint_or(craned_section, "PingInterval", 10),
+        health_interval=uint_or(craned_section, "NodeHealthCheckInterval", 0),
         ctld_timeout=uint_or(craned_section, "CraneCtldTimeout", 30),
         control_machine="",
         internal_port=as_str(value_or(raw, "CraneCtldForInternalListenPort", "10013")),

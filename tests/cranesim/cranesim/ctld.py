@@ -128,6 +128,8 @@ class Ctld:
             "register": self.register,
             "ping": self.ping,
             "step_finished": self.step_finished,
+            "update_node_drain_state": self.update_node_drain_state,
+            "channel": lambda req: {"ok": True, "hold_open": True},
         }
         handler = handlers.get(req.get("op"))
         return handler(req) if handler else {"ok": False, "error": "unknown op"}
@@ -244,6 +246,27 @@ class Ctld:
                 meta = self.nodes.get(job["node"])
                 if meta is not None:
                     meta.last_busy = time.time()
+        return {"ok": True}
+
+    def update_node_drain_state(self, req):
+        """craned drains its own node (health check); ``UpdateNodeDrainState``."""
+        craned_id, drain = req.get("craned_id", ""), bool(req.get("drain"))
+        with self.lock:
+            meta = self.nodes.get(craned_id)
+            if meta is None:
+                self.log.error(
+                    f"Unknown craned_id '{craned_id}', cannot update drain state.",
+                    src="CranedMetaContainer.cpp:917",
+                )
+                return {"ok": False}
+            if not meta.alive:
+                self.log.error(
+                    f"craned '{craned_id}' is DOWN; refuse to change drain state.",
+                    src="CranedMetaContainer.cpp:926",
+                )
+                return {"ok": False}
+            if meta.drain != drain:
+                meta.drain, meta.reason = drain, req.get("reason", "")
         return {"ok": True}
 
     def check_timeouts(self):

@@ -265,3 +265,34 @@ def _kill_from_lock_holder(sim):
                 os.kill(int(pid), signal.SIGKILL)
         except OSError:
             continue
+
+
+def test_craned_reregisters_soon_after_a_ctld_restart(sim):
+    sim.config["Craned"]["PingInterval"] = 60
+    sim.config["CraneCtld"]["CranedTimeout"] = 120
+    ctld = sim.start_ctld()
+    sim.start_craned("cn01")
+    assert sim.wait_state("cn01", "CRANE_IDLE")
+    sim.stop(ctld)
+    sim.start_ctld()
+    assert sim.wait_state("cn01", "CRANE_IDLE", timeout=15)
+    assert "Channel to CraneCtld is broken, registering again." in sim.log("cn01.out")
+
+
+def test_health_check_drains_on_memory_mismatch(sim):
+    sim.config["Craned"]["NodeHealthCheckInterval"] = 1
+    sim.config["Nodes"][0]["memory"] = "1K"
+    sim.start_ctld()
+    sim.start_craned("cn01")
+    assert sim.wait_state("cn01", "CRANE_IDLE", "CRANE_DRAIN")
+    rows = sim.run("cinfo", "-R", "-N").stdout.splitlines()
+    assert rows[-1].split(None, 5)[3:] == ["idle(drain)[power_idle]", "cn01", "Mem mismatch"]
+
+
+def test_health_check_drains_on_missing_cpus(sim):
+    sim.config["Craned"]["NodeHealthCheckInterval"] = 1
+    sim.config["Nodes"][0]["cpu"] = 100000
+    sim.start_ctld()
+    sim.start_craned("cn01")
+    assert sim.wait_state("cn01", "CRANE_IDLE", "CRANE_DRAIN")
+    assert "CPU count mismatch" in sim.run("cinfo", "-R").stdout
