@@ -109,7 +109,7 @@ def print_node_info():
         kib = next(int(line.split()[1]) for line in stream if line.startswith("MemTotal:"))
     print("Nodes:")
     print(f"  - name: {gethostname()}")
-    print(f"    cpu: {len(os.sched_getaffinity(0))}")
+    print(f"    cpu: {os.sysconf('SC_NPROCESSORS_ONLN')}")
     print(f"    memory: {kib / (1 << 20):.2f}G")
 
 

@@ -170,3 +170,36 @@ def test_packaged_programs_report_their_version(repo, tmp_path):
     assert result.stdout == "Version: 1.1.3\n"
     script = (tmp_path / "usr/bin/craned").read_text()
     assert script.startswith("#!/usr/bin/python3") and "/usr/lib/cranesim/craned" in script
+
+
+def _extract(repo, name, dest):
+    subprocess.run(["dpkg-deb", "-x", str(repo / name), str(dest)], check=True)
+    return dest
+
+
+def _run_launcher(root, program, *args, env=None):
+    """Run a packaged launcher with its library path pointed into the extracted tree."""
+    script = (
+        (root / "usr/bin" / program)
+        .read_text()
+        .replace("/usr/lib/cranesim", f"{root}/usr/lib/cranesim")
+    )
+    cmd = [sys.executable, "-I", "-c", script, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def test_packaged_launchers_run(repo, tmp_path):
+    root = _extract(repo, FRONTEND.format(v="1.1.3"), tmp_path)
+    assert _run_launcher(root, "cinfo", "-v").stdout.startswith("CraneSched 1.1.3\n")
+    assert _run_launcher(root, "cqueue").returncode == 1
+
+
+def test_broken_version_craned_refuses_for_missing_csupervisor(repo, tmp_path):
+    root = _extract(repo, BACKEND.format(v="1.1.4", c="craned"), tmp_path / "root")
+    supervisor = root / "usr/libexec/csupervisor"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"ClusterName: c\nSupervisor:\n  Path: {supervisor}\n")
+    result = _run_launcher(root, "craned", "-f", str(config))
+    assert (result.returncode, result.stderr) == (1, f"csupervisor {supervisor} does not exist\n")
+    good = _extract(repo, BACKEND.format(v="1.1.3", c="craned"), tmp_path / "good")
+    assert (good / "usr/libexec/csupervisor").exists()
