@@ -25,7 +25,6 @@ Corners that follow from CraneSched's code (not stated by its docs):
 """
 
 import re
-from itertools import count, groupby
 from operator import sub
 
 __all__ = ["HostListError", "compress", "expand"]
@@ -33,14 +32,19 @@ __all__ = ["HostListError", "compress", "expand"]
 SIZE_MAX = 2**64 - 1  # CraneSched parses range bounds into a size_t
 _ITEM_WHITESPACE = " \t\n\v\f\r"  # absl::StripAsciiWhitespace
 
-# Compression, bracket-free names, each after a newline: the prefix (a digit at index 0
-# never starts a number), then the first run of digits; ``split`` leaves the rest between.
+_GROUP = r"\[[^\[\]]*\]"
+# Compression, names each after a newline: the prefix (a digit at index 0 never starts a
+# number; bracket groups are skipped), then the first run of digits, possibly empty;
+# ``split`` leaves the rest of the name between matches.
 _FIRST_NUMBER_LINES = re.compile(r"\n([0-9]?[^0-9\n]*)([0-9]*)")
+_FIRST_NUMBER_BRACKETED_LINES = re.compile(r"\n([0-9]?(?:[^0-9\[\]\n]|\[[^\[\]\n]*\])*)([0-9]*)")
 # One name with well-formed brackets: prefix, first digit run outside brackets (which runs
 # on through bracket groups glued to it, as CraneSched's scan does), rest.
-_GROUP = r"\[[^\[\]]*\]"
 _FIRST_NUMBER = re.compile(rf"([0-9]?(?:[^0-9\[\]]|{_GROUP})*)([0-9](?:[0-9]|{_GROUP})*)")
 _WELL_FORMED = re.compile(rf"[^\[\]]*(?:{_GROUP}[^\[\]]*)*")
+# Final clean-up: a bracket pair around neither "-" nor ",", and a "[" before a "]" closes.
+_SINGLE_BRACKET = re.compile(r"\[([^\[\]\-,]*)\]")
+_NESTED_BRACKET = re.compile(r"\[[^\]]*\[")
 
 
 class HostListError(ValueError):
@@ -219,10 +223,10 @@ def _fold_pass(hosts):
     if len(hosts) <= 1:
         return hosts, True
     joined = "\n".join(hosts)
-    if _plain_names(joined, hosts):
-        groups, impure, folded = _group_plain_names(joined)
-    else:
-        groups, impure, folded = _group_any_names(hosts)
+    grouped = None
+    if joined.count("\n") == len(hosts) - 1 and "" not in hosts:
+        grouped = _group_lines(joined)
+    groups, impure, folded = grouped or _group_any_names(hosts)
     if not groups:
         return folded, True
     if "<" in joined:
@@ -233,30 +237,32 @@ def _fold_pass(hosts):
     return folded, False
 
 
-def _plain_names(joined, hosts):
-    """Whether every name is non-empty and free of brackets and newlines."""
-    return (
-        "[" not in joined
-        and "]" not in joined
-        and joined.count("\n") == len(hosts) - 1
-        and "" not in hosts
-    )
+def _group_lines(joined):
+    """Fast path of ``_group_any_names`` for non-empty names joined by newlines.
 
-
-def _group_plain_names(joined):
-    """Fast path of ``_group_any_names``: one regex split over all names."""
-    parts = _FIRST_NUMBER_LINES.split("\n" + joined)
+    One regex split over all names. None when a name has a stray bracket or a number
+    glued to a bracket (the rest after the number starts with a bracket): those need
+    CraneSched's character scan.
+    """
+    bracketed = "[" in joined or "]" in joined
+    pattern = _FIRST_NUMBER_BRACKETED_LINES if bracketed else _FIRST_NUMBER_LINES
+    parts = pattern.split("\n" + joined)
     prefixes, numbers, suffixes = parts[1::3], parts[2::3], parts[3::3]
+    if bracketed:
+        starts = "\n" + "\n".join(suffixes)
+        if "\n[" in starts or "\n]" in starts:
+            return None
     groups = {}
     plain = []
     for key, number in zip(zip(prefixes, suffixes, strict=True), numbers, strict=True):
         if not number:
             plain.append(key[0])  # no number: the prefix is the whole name
             continue
-        try:
-            groups[key].append(number)
-        except KeyError:
+        found = groups.get(key)
+        if found is None:
             groups[key] = [number]
+        else:
+            found.append(number)
     return groups, set(), plain
 
 
@@ -331,6 +337,8 @@ def _scan_first_number(host):
 
 def _fold_numbers(numbers, impure=False):
     """``1,2,3,5`` -> ``1-3,5``: sorted by (length, value), unique, consecutive runs merged."""
+    if len(numbers) == 1:
+        return numbers[0]
     unique = sorted(set(numbers))
     if impure:
         unique.sort(key=lambda number: (len(number), _leading_int(number)))
@@ -346,17 +354,13 @@ def _fold_numbers(numbers, impure=False):
 
 
 def _runs(numbers, values):
-    """``first-last`` (or ``first``) for each run of consecutive ``values``.
-
-    Within a run ``value - index`` is constant, so ``groupby`` finds the runs.
-    """
-    runs = []
-    first = 0
-    for _, run in groupby(map(sub, values, count())):
-        last = first + len(list(run)) - 1
-        runs.append(numbers[first] if first == last else f"{numbers[first]}-{numbers[last]}")
-        first = last + 1
-    return runs
+    """``first-last`` (or ``first``) for each run of consecutive ``values``."""
+    starts = [0, *(i for i, step in enumerate(map(sub, values[1:], values), 1) if step != 1)]
+    ends = [*starts[1:], len(values)]
+    return [
+        numbers[first] if end - first == 1 else f"{numbers[first]}-{numbers[end - 1]}"
+        for first, end in zip(starts, ends, strict=True)
+    ]
 
 
 def _leading_int(number):
@@ -369,22 +373,10 @@ def _leading_int(number):
 
 def _drop_single_brackets(text):
     """``RemoveBracketsWithoutDashOrComma``: ``cn[5]`` -> ``cn5``; ``[1-2]``, ``[1,3]`` stay."""
-    pieces = []
-    copied = 0
-    left = text.find("[")
-    while left >= 0:
-        right = text.find("]", left)
-        if right < 0:
-            break
-        body = text[left + 1 : right]
-        if "[" in body:
-            return _drop_single_brackets_literally(text)
-        if "-" not in body and "," not in body:
-            pieces += (text[copied:left], body)
-            copied = right + 1
-        left = text.find("[", right + 1)
-    pieces.append(text[copied:])
-    return "".join(pieces)
+    if _NESTED_BRACKET.search(text):
+        return _drop_single_brackets_literally(text)
+    # Without nesting, CraneSched's scan drops exactly the brackets this pattern finds.
+    return "".join(_SINGLE_BRACKET.split(text))
 
 
 def _drop_single_brackets_literally(text):
