@@ -12,8 +12,9 @@ Corners that follow from CraneSched's code (not stated by its docs):
 
 * ``expand``: the bracket checks run over the whole expression before any item is expanded,
   so ``cn[x],a]`` reports the isolated bracket, not the bad body. A range end or start above
-  2**64-1 fails, as CraneSched's ``from_chars`` into ``size_t`` does. Items containing a newline
-  never match the expansion pattern (``.`` does not match it) and stay literal.
+  2**64-1 fails, as CraneSched's ``from_chars`` into ``size_t`` does (a range ending at
+  exactly 2**64-1 never ends there: its counter wraps; here it just ends). Items containing a
+  newline never match the expansion pattern (``.`` does not match it) and stay literal.
 * ``compress``: even a single host goes through the final bracket removal
   (``["cn[5]"]`` gives ``cn5``). Empty names are dropped unless the list has exactly one name.
   Number runs that touch a bracket (``a1[2]3``) take the bracket with them, and CraneSched

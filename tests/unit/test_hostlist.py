@@ -4,6 +4,7 @@ Expected values come from CraneSched's own unit test (test/Utilities/PublicHeade
 the reference examples, and the behaviour of CraneSched's String.cpp.
 """
 
+import pathlib
 import random
 
 import crane_hostlist
@@ -371,3 +372,17 @@ def test_single_bracket_removal_matches_the_step_by_step_edit():
         text = "".join(rng.choice("a1-,[]") for _ in range(rng.randint(0, 12)))
         expected = crane_hostlist._drop_single_brackets_literally(text)
         assert crane_hostlist._drop_single_brackets(text) == expected
+
+
+# ----------------------------------------------------------------------------- Salt loader
+
+
+def test_salt_loader_exposes_expand_and_compress(tmp_path):
+    salt_config = pytest.importorskip("salt.config")
+    salt_loader = pytest.importorskip("salt.loader")
+    opts = salt_config.minion_config(None)
+    opts["utils_dirs"] = [str(pathlib.Path(crane_hostlist.__file__).parent)]
+    opts["extension_modules"] = str(tmp_path)
+    utils = salt_loader.utils(opts, whitelist=["crane_hostlist"])
+    assert utils["crane_hostlist.expand"]("cn[1-2]") == ["cn1", "cn2"]
+    assert utils["crane_hostlist.compress"](["cn1", "cn2"]) == "cn[1-2]"
