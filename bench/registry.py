@@ -11,6 +11,7 @@ from bench.table import Row
 FRAMEWORK_MODULES = {"__main__", "registry", "table"}
 
 _BENCHMARKS = {}
+_IMPORT_FAILURES = {}
 
 
 def benchmark(name):
@@ -24,19 +25,31 @@ def benchmark(name):
 
 
 def discover():
-    """Import every benchmark module of the package; returns the registered names."""
+    """Import every benchmark module of the package; returns the registered names.
+
+    A module that fails to import is remembered and reported as a failed row by ``run``.
+    """
     for module in pkgutil.iter_modules(bench.__path__):
-        if module.name not in FRAMEWORK_MODULES:
+        if module.name in FRAMEWORK_MODULES:
+            continue
+        try:
             importlib.import_module(f"bench.{module.name}")
+        except Exception as exc:  # reported in the table; the other modules still run
+            _IMPORT_FAILURES[module.name] = f"import failed: {type(exc).__name__}: {exc}"
     return list(_BENCHMARKS)
 
 
 def run(quick=False, only=None):
     """Rows of every registered benchmark (``only``: names containing that text).
 
-    A benchmark that raises gives one row saying so; returns ``(rows, failed names)``.
+    A benchmark that raises (or whose module did not import) gives one row saying so;
+    returns ``(rows, failed names)``.
     """
     rows, failed = [], []
+    for name, reason in _IMPORT_FAILURES.items():
+        if not only or only in name:
+            failed.append(name)
+            rows.append(Row(name, "benchmark failed", None, "", note=reason))
     for name, func in _BENCHMARKS.items():
         if only and only not in name:
             continue

@@ -57,18 +57,22 @@ def test_main_prints_one_table_with_the_host_list_rows(capsys):
         assert re.search(rf"{NUMBER} ms .* {NUMBER} ms +{NUMBER}x", line), line
 
 
-def test_failing_benchmark_becomes_a_row_and_a_failure():
-    @registry.benchmark("smoke-failure")
+def test_failing_benchmark_becomes_a_row_and_a_failure(monkeypatch):
     def broken(quick):
         raise RuntimeError("boom")
 
-    try:
-        rows, failed = registry.run(quick=True, only="smoke-failure")
-    finally:
-        registry._BENCHMARKS.pop("smoke-failure")
+    monkeypatch.setitem(registry._BENCHMARKS, "smoke-failure", broken)
+    rows, failed = registry.run(quick=True, only="smoke-failure")
     assert failed == ["smoke-failure"]
     assert rows[0].figure == "benchmark failed"
     assert "RuntimeError: boom" in rows[0].note
+
+
+def test_module_that_did_not_import_becomes_a_failed_row(monkeypatch):
+    monkeypatch.setitem(registry._IMPORT_FAILURES, "smoke-import", "import failed: ImportError")
+    rows, failed = registry.run(quick=True, only="smoke-import")
+    assert failed == ["smoke-import"]
+    assert rows[0].note == "import failed: ImportError"
 
 
 def test_table_marks_missing_values_and_ratio_direction():
