@@ -64,13 +64,29 @@ def signal_record(rec: dict, sig: int, group: bool = False) -> None:
         pass
 
 
-def wait_gone(records: list[dict], timeout: float) -> bool:
-    """Wait until none of the recorded processes runs; reap our own children meanwhile."""
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for entry in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def wait_gone(records: list[dict], timeout: float, group: bool = False) -> bool:
+    """Wait until none of the recorded processes (or their groups) runs; reap our children."""
     deadline = time.monotonic() + timeout
     while True:
         for rec in records:
             _reap(rec["pid"])
-        if not any(is_running(r) for r in records):
+        running = [r for r in records if is_running(r)]
+        if group:
+            running += [r for r in records if group_members(r["pid"])]
+        if not running:
             return True
         if time.monotonic() > deadline:
             return False
@@ -84,13 +100,22 @@ def _reap(pid: int) -> None:
 
 
 def stop(records: list[dict], timeout: float, group: bool = False) -> None:
-    """SIGTERM, wait, then SIGKILL what is left."""
+    """SIGTERM, wait, then SIGKILL what is left (whole process groups when ``group``)."""
     for rec in records:
         signal_record(rec, signal.SIGTERM, group)
-    if not wait_gone(records, timeout):
+    if not wait_gone(records, timeout, group):
         for rec in records:
             signal_record(rec, signal.SIGKILL, group)
-        wait_gone(records, 10)
+            if group:
+                _kill_group(rec["pid"])
+        wait_gone(records, 10, group)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a group whose leader (our recorded process) already exited."""
+    if group_members(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 # --- cgroups ---------------------------------------------------------------------------------
