@@ -8,6 +8,7 @@ must expand back to that set; a contender that cannot parse the form is told so 
 
 import importlib.metadata
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import crane_hostlist
@@ -46,8 +47,8 @@ class Contender:
     """A host-list implementation: how it expands and how it folds."""
 
     name: str
-    expand: object
-    compress: object
+    expand: Callable[[str], list]
+    compress: Callable[[list], str]
 
 
 def contenders():
@@ -120,7 +121,10 @@ def accepted_form(contender, text, expected):
             return None, f"its folded string does not expand back to the {len(expected)} hosts"
         if form == "as given":
             return candidate, ""
-        return candidate, f"cannot take the list as pasted ({problems[-1]}): timed without blanks"
+        return candidate, (
+            f"cannot take the list as pasted ({problems[-1]}); without blanks it gives the "
+            f"same {len(expected):,} hosts, so it is timed on that"
+        )
     return None, "cannot parse it: " + "; ".join(problems)
 
 
@@ -167,8 +171,10 @@ def hostlist_rows(quick):
     """(a) CraneSched's unit-test expression, (b) a 10,000-node list pasted from cinfo."""
     expr = QUICK_EXPR if quick else CRANE_TEST_EXPR
     count = len(crane_hostlist.expand(expr))
-    paste, nodes, lists = cinfo_paste(QUICK_CLUSTER if quick else FULL_CLUSTER)
+    cluster = QUICK_CLUSTER if quick else FULL_CLUSTER
+    paste, nodes, lists = cinfo_paste(cluster)
     rows = workload_rows(f"CraneSched unit-test expression, {count:,} hosts", expr, 3)
-    label = f"cinfo paste, {nodes:,} nodes in {lists} NODELISTs joined by ', '"
+    families = "/".join(prefix for prefix, _, _ in cluster.values())
+    label = f"cinfo paste, {nodes:,} {families} nodes, {lists} NODELISTs joined by ', '"
     rows += workload_rows(label, paste, 3 if quick else 5)
     return rows
