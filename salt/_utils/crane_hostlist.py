@@ -26,6 +26,7 @@ Corners that follow from CraneSched's code (not stated by its docs):
 """
 
 import re
+from collections.abc import Iterable
 from operator import sub
 
 __all__ = ["HostListError", "compress", "expand"]
@@ -60,7 +61,7 @@ class HostListError(ValueError):
 # --------------------------------------------------------------------------- expand
 
 
-def expand(expr, max_hosts=None):
+def expand(expr: str, max_hosts: int | None = None) -> list[str]:
     """Expand a CraneSched host-list expression into host names, in CraneSched's order.
 
     ``cn[01-03],gpu1`` -> ``['cn01', 'cn02', 'cn03', 'gpu1']``. ``max_hosts`` (optional)
@@ -200,7 +201,7 @@ def _check_limit(count, max_hosts, expr):
 # --------------------------------------------------------------------------- compress
 
 
-def compress(names):
+def compress(names: Iterable[str]) -> str:
     """Fold host names into CraneSched's compressed form (what cinfo prints).
 
     ``['cn01', 'cn02', 'cn03', 'gpu1']`` -> ``'cn[01-03],gpu1'``. Follows
