@@ -61,12 +61,17 @@ class HostListError(ValueError):
 # --------------------------------------------------------------------------- expand
 
 
-def expand(expr: str, max_hosts: int | None = None) -> list[str]:
+def expand(expr: str, max_hosts: int | None = None, *, any_suffix: bool = False) -> list[str]:
     """Expand a CraneSched host-list expression into host names, in CraneSched's order.
 
     ``cn[01-03],gpu1`` -> ``['cn01', 'cn02', 'cn03', 'gpu1']``. ``max_hosts`` (optional)
     bounds the result, so a typo like ``cn[1-99999999999]`` fails instead of eating memory.
     Raises ``HostListError`` where CraneSched's ``ParseHostList`` fails.
+
+    ``any_suffix=True`` departs from CraneSched on purpose: bracket groups are expanded
+    whatever follows them. CraneSched's own compressed output (cinfo's NODELIST) can be
+    ``cn[01-02]-ib`` or ``r[01-03]n05``, which its parser keeps as one literal name; this
+    reads such output back into the names.
     """
     if not isinstance(expr, str):
         raise TypeError(f"host list must be a string, not {type(expr).__name__}")
@@ -80,7 +85,7 @@ def expand(expr: str, max_hosts: int | None = None) -> list[str]:
         item = raw.strip(_ITEM_WHITESPACE)
         if not item:
             continue
-        if _is_expandable(item):
+        if _is_expandable(item) or (any_suffix and "]" in item and "\n" not in item):
             _expand_item(item, expr, hosts, max_hosts)
         else:
             hosts.append(item)

@@ -343,6 +343,30 @@ def test_round_trip_of_one_family_is_in_sorted_order():
         assert expand(compress(names)) == sorted(set(names))
 
 
+def test_any_suffix_reads_cranesched_output_back():
+    assert expand("cn[01-02]-ib,node[1-2]gpu", any_suffix=True) == [
+        "cn01-ib",
+        "cn02-ib",
+        "node1gpu",
+        "node2gpu",
+    ]
+    assert expand("cn[1-2].ib,login", any_suffix=True) == ["cn1.ib", "cn2.ib", "login"]
+    with pytest.raises(HostListError, match="bad bracket body"):
+        expand("cn[x]-ib", any_suffix=True)
+
+
+def test_multi_number_names_round_trip_only_with_any_suffix():
+    rng = random.Random(RNG_SEED + 4)
+    for _ in range(200):
+        racks, nodes = rng.sample(range(1, 30), rng.randint(1, 8)), rng.sample(range(1, 80), 9)
+        names = [f"r{r:02d}n{n:02d}" for r in racks for n in nodes if rng.random() < 0.7]
+        names = names or ["r01n01"]
+        assert sorted(expand(compress(names), any_suffix=True)) == sorted(set(names))
+    # CraneSched's own parser keeps such a group literally (reference 3.2):
+    assert compress(["r01n05", "r02n05", "r01n06"]) == "r[01-02]n05,r01n06"
+    assert expand("r[01-02]n05,r01n06") == ["r[01-02]n05", "r01n06"]
+
+
 def _random_name(rng):
     """Letters, numbers, '<', bracket groups after letters, now and then a stray bracket."""
     parts = []
