@@ -83,6 +83,7 @@ class CtldClient:
         self.configured = threading.Event()
         self.lost_jobs = []
         self.registered = False
+        self.channel = None
         self.start_time = time.time()
 
     def call(self, request):
@@ -128,6 +129,8 @@ class CtldClient:
     def _handshake(self, stop):
         self.token = uuid.uuid4().hex
         self.configured.clear()
+        if self._open_channel() is None:
+            return False
         try:
             self.call(
                 {"op": "trigger_reverse_conn", "craned_id": self.cfg.hostname, "token": self.token}
@@ -184,33 +187,38 @@ class CtldClient:
             self.registered = False
 
     def watch_channel(self, stop):
-        """Like gRPC channel-state watching: craned holds a connection open to cranectld;
-        when cranectld goes away the handshake starts again without waiting for a ping."""
+        """Like gRPC channel-state watching: the connection opened at registration stays
+        open; when cranectld goes away the handshake starts again without waiting for a ping."""
         while not stop.wait(0.2):
-            token = self.token
-            broke = self.registered and self._hold_channel()
-            if broke and self.registered and token == self.token:
+            channel = self.channel
+            if channel is None:
+                continue
+            _wait_for_eof(channel)
+            if channel is self.channel and self.registered:
                 self.log.warn(
                     "Channel to CraneCtld is broken, registering again.", src="CtldClient.cpp:0"
                 )
                 self.registered = False
 
-    def _hold_channel(self):
-        """Block while the channel is up; True when it broke after being established."""
+    def _open_channel(self):
+        """A long-lived connection to cranectld's internal port, or None."""
+        self._close_channel()
         address = resolve(self.cfg.control_machine)
         try:
             conn = socket.create_connection((address, int(self.cfg.internal_port)), timeout=5)
-        except (OSError, TypeError):
-            return False
-        with conn:
-            conn.settimeout(None)
             conn.sendall(b'{"op": "channel"}\n')
-            try:
-                while conn.recv(4096):
-                    pass
-            except OSError:
-                pass
-        return True
+            conn.settimeout(None)
+        except (OSError, TypeError, ValueError):
+            return None
+        self.channel = conn
+        return conn
+
+    def _close_channel(self):
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            with contextlib.suppress(OSError):
+                channel.shutdown(socket.SHUT_RDWR)
+            channel.close()
 
     def health_check(self, stop):
         """``NodeHealthCheck_``: CPUs, memory (0.01 GiB tolerance) and device files."""
@@ -256,6 +264,15 @@ def _health_failure(node):
         if not all(os.path.exists(path) for paths in devices for path in paths):
             return "Device not found"
     return None
+
+
+def _wait_for_eof(conn):
+    """Block until the peer closes ``conn`` (or it is shut down locally)."""
+    try:
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
 
 
 def _boot_time():

@@ -537,7 +537,10 @@ def start_server(cfg, log):
     log.info("CraneCtld service ready.", src="CraneCtld.cpp:1176")
     alive = _alive_file(cfg)
     if alive:
-        open(alive, "a").close()
+        try:
+            open(alive, "a").close()
+        except OSError:
+            sys.exit(1)  # ``util::os::CreateFile`` failed: exit without a message
     _serve(ctld, alive)
 
 

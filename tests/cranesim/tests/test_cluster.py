@@ -296,3 +296,15 @@ def test_health_check_drains_on_missing_cpus(sim):
     sim.start_craned("cn01")
     assert sim.wait_state("cn01", "CRANE_IDLE", "CRANE_DRAIN")
     assert "CPU count mismatch" in sim.run("cinfo", "-R").stdout
+
+
+def test_keepalived_alive_file_and_shared_lock(sim):
+    shared = sim.tmp / "shared"
+    sim.config["Keepalived"] = {"CraneSharedBaseDir": f"{shared}/"}
+    ctld = sim.start_ctld()
+    alive = sim.tmp / "ctld" / "cranectld" / "cranectld.alive"
+    assert wait_for(alive.exists)
+    assert (shared / "cranectld" / "cranectld.lock").exists()
+    assert (shared / "cranectld" / "embedded.db").exists()
+    sim.stop(ctld)
+    assert ctld.returncode == 0 and not alive.exists()
