@@ -91,6 +91,7 @@ class Cluster:
         self.repo_is_simulator = False
         self._state: dict = {}
         self._atexit_registered = False
+        self._old_sigterm = None
 
     @classmethod
     def attach(cls, spec: ClusterSpec, repo_root: pathlib.Path = REPO_ROOT, log=print) -> Cluster:
@@ -168,12 +169,15 @@ class Cluster:
         atexit.register(self.stop)
         self._atexit_registered = True
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_system_exit)
+            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_system_exit)
 
     def _remove_guards(self) -> None:
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
 
     # --- state file --------------------------------------------------------------------------
 
@@ -264,9 +268,9 @@ class Cluster:
         bridge = self.spec.bridge
         if procs.link_exists(bridge):
             raise ClusterError(f"network interface {bridge} already exists")
-        procs.ip("link", "add", bridge, "type", "bridge")
-        self._state["bridge_created"] = True
+        self._state["bridge_created"] = True  # recorded first: a kill right after leaves no trace
         self._save_state()
+        procs.ip("link", "add", bridge, "type", "bridge")
         procs.ip("addr", "add", f"{self.spec.host_address}/24", "dev", bridge)
         procs.ip("link", "set", bridge, "up")
 

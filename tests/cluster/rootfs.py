@@ -103,7 +103,7 @@ def ensure_rootfs(recipe: dict = RECIPE, log=print) -> tuple[pathlib.Path, float
         started = time.monotonic()
         tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
         try:
-            log(f"building node rootfs {target} (debootstrap, takes a few minutes)")
+            log(f"building node rootfs {target} (debootstrap, about a minute)")
             _debootstrap(tmp, recipe)
             _post_steps(tmp, recipe)
             (tmp / ".crane-formula-rootfs").write_text(json.dumps(recipe, sort_keys=True))
@@ -111,6 +111,7 @@ def ensure_rootfs(recipe: dict = RECIPE, log=print) -> tuple[pathlib.Path, float
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        _prune_unused(target)
         return target, time.monotonic() - started
 
 
@@ -118,6 +119,23 @@ def _remove_stale_builds(root: pathlib.Path) -> None:
     """Delete temporary trees left by killed builds (we hold the lock, so none is live)."""
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def _prune_unused(keep: pathlib.Path) -> None:
+    """Delete trees of older recipes that no running process (node) refers to."""
+    in_use = _paths_in_command_lines()
+    for tree in keep.parent.iterdir():
+        if tree != keep and is_built(tree) and not any(str(tree) in cmd for cmd in in_use):
+            shutil.rmtree(tree, ignore_errors=True)
+
+
+def _paths_in_command_lines() -> list[str]:
+    lines = []
+    for entry in pathlib.Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            raw = (entry / "cmdline").read_bytes()
+            lines.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+    return lines
 
 
 def _debootstrap(dest: pathlib.Path, recipe: dict) -> None:

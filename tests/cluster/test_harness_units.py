@@ -126,3 +126,10 @@ def test_build_removes_trees_of_killed_builds(fake_build):
     stale.mkdir(parents=True)
     rootfs.ensure_rootfs(log=lambda m: None)
     assert not stale.exists()
+
+
+def test_new_build_prunes_trees_of_old_recipes(fake_build):
+    old, _ = rootfs.ensure_rootfs(dict(rootfs.RECIPE, suite="trixie"), log=lambda m: None)
+    new, _ = rootfs.ensure_rootfs(log=lambda m: None)
+    assert rootfs.is_built(new)
+    assert not old.exists()
