@@ -38,6 +38,7 @@ NVIDIA_MAJOR = 195
 CAP_SYS_RESOURCE = 24
 CRANED_NOFILE = 640000
 NSPAWN_PROPAGATE = "/run/systemd/nspawn/propagate"
+NO_MINIONS_MATCHED = "No minions matched the target."  # plain text, even with --out=json
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINION_WAIT = 240
 NODE_STOP_WAIT = 30
@@ -476,6 +477,8 @@ class Cluster:
         argv = ["--out=json", "--static", f"--timeout={timeout}", *_TARGET_FLAGS[tgt_type]]
         argv += [target, fun, *_cli_args(args, kw)]
         proc = self.salt_cli(*argv)
+        if proc.stdout.startswith(NO_MINIONS_MATCHED):
+            return {}
         return _parse_json(proc, "salt " + " ".join(argv))
 
     def salt_run(self, fun: str, *args, timeout: int = 300, **kw):

@@ -77,18 +77,25 @@ def test_write_pillar_reaches_minions(cluster):
         cluster.write_pillar(*pillar.cluster_pillar(cluster.spec, cluster.repo_root))
 
 
-def test_teardown_leaves_nothing_behind():
-    """A separate short-lived one-node cluster: after it exits nothing of it remains."""
+def test_restarted_node_comes_back_clean_and_teardown_leaves_nothing():
+    """A separate short-lived cluster: a node restarts from the clean image, and after the
+    cluster exits nothing of it (processes, links, mounts, cgroups, devices) remains."""
     require_cluster_environment()
     spec = isolated_spec("cftdown", "10.213.9.0/24", nodes=(NodeSpec("gpu01", gpus=1),))
     with Cluster(spec, log=lambda msg: None) as short:
-        state = short.state
+        short.sh("gpu01", "touch /root/marker", check=True)
+        first = short.state
+        short.stop_node("gpu01")
+        assert not procs.is_running(first["nodes"]["gpu01"]["leader"])
+        short.start_node("gpu01")
         assert short.salt("gpu01", "test.ping") == {"gpu01": True}
+        assert short.sh("gpu01", "test -e /root/marker").returncode == 1
+        state = short.state
         assert pathlib.Path(f"/sys/class/net/{spec.bridge}").exists()
         assert (short.run_dir / "dev" / "gpu01" / "nvidia0").is_char_device()
         assert state["bridge_ports"]
     run_dir = state["run_dir"]
-    records = [r for node in state["nodes"].values() for r in node.values()]
+    records = [r for node in (first, state) for rs in node["nodes"].values() for r in rs.values()]
     records += state["services"]
     assert [r for r in records if procs.is_running(r)] == []
     assert not pathlib.Path(f"/sys/class/net/{spec.bridge}").exists()
