@@ -1,0 +1,63 @@
+# Example cluster: one control node, a CPU partition, a GPU partition with 4 NVIDIA GPUs,
+# one login node. Roles come from this data: control = ControlMachine, compute = the hosts of
+# Nodes[].name, login = login_nodes. Minions match by host name.
+crane:
+  # Version of every CraneSched package; per package: versions: {craned: 1.1.3}
+  version: "1.1.2"
+  install:
+    # repo | files | binaries
+    method: repo
+    repo:
+      # Debian: "deb <url> <dist> <components>"; RedHat: baseurl
+      url: http://repo.example.org/cranesched/debian
+      dist: ./
+      trusted: false
+  login_nodes:
+    - login01
+  # on_change: restart a daemon when its package or config changed; never: only report it
+  restart: on_change
+  verify:
+    enabled: true
+    timeout: 180
+  # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
+  config:
+    ClusterName: crane_demo
+    ControlMachine: cranectl
+    CraneBaseDir: /var/crane/
+    CraneCtldListenAddr: 0.0.0.0
+    CraneCtldListenPort: 10011
+    CraneCtldForInternalListenPort: 10013
+    CranedListen: 0.0.0.0
+    CranedListenPort: 10010
+    CraneCtldForeground: true
+    CranedForeground: true
+    CraneCtldDebugLevel: info
+    CranedDebugLevel: info
+    CraneCtld:
+      CranedTimeout: 30
+    Craned:
+      PingInterval: 10
+    Supervisor:
+      Path: /usr/libexec/csupervisor
+      DebugLevel: info
+      LogDir: supervisor
+    Nodes:
+      - name: cn[01-02]
+        cpu: 2
+        memory: 2G
+      - name: cn03
+        cpu: 4
+        memory: 8G
+        gres:
+          - name: gpu
+            type: a100
+            EnvInjector: nvidia
+            DeviceFileRegex: /dev/nvidia[0-3]
+    Partitions:
+      - name: CPU
+        nodes: cn[01-02]
+        priority: 5
+      - name: GPU
+        nodes: cn03
+        priority: 3
+    DefaultPartition: CPU

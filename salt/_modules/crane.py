@@ -1,0 +1,508 @@
+"""
+Execution module for CraneSched clusters deployed by the crane formula.
+
+Config rules, host lists, gres discovery and cinfo parsing live in ``salt/_utils``; this module
+runs CraneSched's commands and hands their output to those utilities. CraneSched's binaries are
+found through the pillar value ``crane:bin_dir`` (so tests can point at a simulator) or PATH.
+"""
+
+import copy
+import hashlib
+import logging
+import os
+import socket
+import time
+
+import salt.utils.dictupdate
+import salt.utils.path
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "crane"
+
+CONFIG_PATH = "/etc/crane/config.yaml"
+CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config, not this file."
+CINFO_UNREACHABLE = 3
+CFORED_PORT = 10012  # hard-coded in cfored
+
+
+def __virtual__():
+    if "crane_config.validate" not in __utils__:
+        return (False, "crane: the crane_config utility is not synced (run saltutil.sync_all)")
+    return __virtualname__
+
+
+# --- settings and roles --------------------------------------------------------------------
+
+
+def _pillar_settings():
+    return __salt__["pillar.get"]("crane", {})
+
+
+def _config(config=None):
+    """The cluster config to work on: the argument, else the pillar's crane:config."""
+    if config is not None:
+        return config
+    return _pillar_settings().get("config") or {}
+
+
+def _host_names():
+    return [__grains__.get("host"), __grains__.get("nodename")]
+
+
+def roles(config=None, login_nodes=None):
+    """
+    Roles of this minion, derived from the cluster config: ``control`` (ControlMachine),
+    ``compute`` (a host of Nodes[].name) and ``login`` (crane:login_nodes), matched by the
+    minion's host name as craned matches ``gethostname()``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.roles
+    """
+    if login_nodes is None:
+        login_nodes = _pillar_settings().get("login_nodes") or []
+    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes)
+
+
+def _no_role_comment(config):
+    host = __grains__.get("host")
+    text = f"{host} has no CraneSched role: it is not ControlMachine, in Nodes or a login node"
+    minion_id = __grains__.get("id")
+    if minion_id != host and __utils__["crane_config.roles"](config, [minion_id], []):
+        text += (
+            f"; its minion id '{minion_id}' is in the cluster config but craned matches the "
+            "host name, so set the host name to match"
+        )
+    return text
+
+
+def _role_packages(data, minion_roles):
+    """{package key: {'name', 'version'}} for this minion's roles, in role order."""
+    packages = {}
+    for role in minion_roles:
+        for key in (data.get("role_packages") or {}).get(role, []):
+            packages[key] = {
+                "name": (data.get("package_names") or {}).get(key, key),
+                "version": str((data.get("versions") or {}).get(key) or data.get("version") or ""),
+            }
+    return packages
+
+
+def _role_services(data, minion_roles):
+    services = []
+    if "control" in minion_roles:
+        services.append("cranectld")
+    if "compute" in minion_roles:
+        services.append("craned")
+    if "login" in minion_roles and data.get("cfored"):
+        services.append("cfored")
+    return services
+
+
+def _role_ports(config, minion_services):
+    """TCP ports this minion's daemons listen on (reference §5)."""
+    defaults = {
+        "CraneCtldListenPort": 10011,
+        "CraneCtldForInternalListenPort": 10013,
+        "CranedListenPort": 10010,
+    }
+    port = lambda key: int(config.get(key) or defaults[key])  # noqa: E731
+    ports = []
+    if "cranectld" in minion_services:
+        ports += [port("CraneCtldListenPort"), port("CraneCtldForInternalListenPort")]
+    if "craned" in minion_services:
+        ports.append(port("CranedListenPort"))
+    if "cfored" in minion_services:
+        ports.append(CFORED_PORT)
+    return sorted(set(ports))
+
+
+def _merge_layers(layers):
+    """Deep-merge copies of ``layers``, later ones winning; lists are replaced."""
+    merged = {}
+    for layer in layers:
+        merged = salt.utils.dictupdate.merge(
+            merged, copy.deepcopy(layer or {}), strategy="recurse", merge_lists=False
+        )
+    return merged
+
+
+def settings(*layers):
+    """
+    The formula's settings for this minion: ``layers`` deep-merged in order (map.jinja passes
+    the formula's defaults, the os_family parameters and the pillar ``crane``; default: the
+    pillar alone) plus what the formula derives:
+    ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
+    ``config_notes`` on what was enforced), ``config_text``, ``database_text`` (control nodes
+    only), ``base_dir`` and ``no_role_comment``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.settings
+    """
+    data = _merge_layers(layers or [_pillar_settings()])
+    config, notes = __utils__["crane_config.prepare"](data.get("config") or {})
+    data["roles"] = roles(config, data.get("login_nodes") or [])
+    data["host"] = __grains__.get("host")
+    data["config"] = config
+    data["config_notes"] = notes
+    data["config_text"] = __utils__["crane_config.dump"](config, header=CONFIG_HEADER)
+    data["base_dir"] = config.get("CraneBaseDir") or data.get("base_dir") or "/var/crane/"
+    data["packages"] = _role_packages(data, data["roles"])
+    data["services"] = _role_services(data, data["roles"])
+    data["ports"] = _role_ports(config, data["services"])
+    data["no_role_comment"] = "" if data["roles"] else _no_role_comment(config)
+    if "control" in data["roles"]:
+        hosts = __utils__["crane_config.compute_hosts"](config)
+        data["compute_nodes"] = __utils__["crane_hostlist.compress"](hosts) if hosts else ""
+    database = data.pop("database", None)
+    if "control" in data["roles"]:
+        data["database"] = database or {}
+        data["database_text"] = __utils__["crane_config.dump"](database or {}, header=CONFIG_HEADER)
+    return data
+
+
+# --- validation ----------------------------------------------------------------------------
+
+
+def validate_config(config=None, database=None):
+    """
+    Check a cluster config against CraneSched's own rules (host lists, memory format, cpu
+    integers, gres rules, partitions, required keys, ports, listen addresses, timings) and,
+    when given, database.yaml data. Default config: the pillar's ``crane:config``.
+
+    Returns ``{'valid': bool, 'errors': [...], 'warnings': [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.validate_config
+    """
+    result = __utils__["crane_config.validate"](_config(config), database)
+    if not result["valid"]:
+        __context__["retcode"] = 1
+    return result
+
+
+def expand_hostlist(expr):
+    """
+    Expand a CraneSched host-list expression exactly as CraneSched does.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call crane.expand_hostlist 'cn[01-04],gpu[1-2]'
+    """
+    try:
+        return __utils__["crane_hostlist.expand"](expr)
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def compress_hostlist(names):
+    """
+    Compress host names into a CraneSched host-list expression (as cinfo prints them).
+    ``names`` is a list or a comma-separated string.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call crane.compress_hostlist cn01,cn02,cn03
+    """
+    if isinstance(names, str):
+        names = [n for n in names.split(",") if n]
+    return __utils__["crane_hostlist.compress"](list(names))
+
+
+def config_hash(path=CONFIG_PATH):
+    """
+    SHA-256 of the node's config.yaml, or None when it does not exist. Equal hashes on every
+    node mean one config everywhere (CraneSched only logs a CRC mismatch).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.config_hash
+    """
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+# --- gres ----------------------------------------------------------------------------------
+
+
+def _run_argv(argv):
+    result = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True, timeout=20)
+    return result["retcode"], result["stdout"]
+
+
+def gres_discover(dev_root="/dev", default_types=None):
+    """
+    Accelerators present on this node, as config.yaml gres entries (name, type, EnvInjector,
+    DeviceFileRegex). ``type`` comes from the vendor tool when it works, else from
+    ``default_types`` or the pillar ``crane:gres:default_types``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:compute' crane.gres_discover
+    """
+    if default_types is None:
+        default_types = (_pillar_settings().get("gres") or {}).get("default_types")
+    return __utils__["crane_gres.discover"](
+        dev_root=dev_root, run=_run_argv, default_types=default_types
+    )
+
+
+def gres_validate(node=None, config=None, dev_root="/dev"):
+    """
+    Apply craned's gres rules for ``node`` (default: this host): every device file must exist,
+    injectors and CDI names must be valid.
+    Returns ``{'valid': bool, 'node': ..., 'errors': [...]}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn03 crane.gres_validate
+    """
+    node = node or socket.gethostname()
+    errors = __utils__["crane_gres.node_errors"](node, _config(config), dev_root=dev_root)
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "errors": errors}
+
+
+# --- CraneSched commands -------------------------------------------------------------------
+
+
+def _binary(name):
+    bin_dir = _pillar_settings().get("bin_dir")
+    if bin_dir:
+        path = os.path.join(bin_dir, name)
+        if os.access(path, os.X_OK):
+            return path
+    path = salt.utils.path.which(name)
+    if not path:
+        raise CommandExecutionError(f"{name} not found (crane:bin_dir or PATH)")
+    return path
+
+
+def _run(name, *args):
+    return __salt__["cmd.run_all"](
+        [_binary(name), *args], python_shell=False, ignore_retcode=True, output_loglevel="debug"
+    )
+
+
+def _cinfo_failure(result):
+    text = (result["stderr"] or result["stdout"]).strip()
+    if result["retcode"] == CINFO_UNREACHABLE:
+        return f"cranectld is unreachable (cinfo exit 3): {text}"
+    return f"cinfo failed (exit {result['retcode']}): {text}"
+
+
+def cinfo():
+    """
+    The cluster as ``cinfo --json`` reports it (falls back to the table when JSON is not
+    available): partitions with groups, each with expanded node names, resource, control and
+    power state, count and reason. An unreachable cranectld is an error, not an empty cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.cinfo
+    """
+    result = _run("cinfo", "--json")
+    if result["retcode"] == 0:
+        return __utils__["crane_cinfo.parse_cinfo_json"](result["stdout"])
+    if result["retcode"] == CINFO_UNREACHABLE:
+        raise CommandExecutionError(_cinfo_failure(result))
+    table = _run("cinfo")
+    if table["retcode"] != 0:
+        raise CommandExecutionError(_cinfo_failure(table))
+    return __utils__["crane_cinfo.parse_cinfo_table"](table["stdout"])
+
+
+def nodes():
+    """
+    Per-node state from cinfo: ``{node: {resource, control, power, reason, partitions}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.nodes
+    """
+    return __utils__["crane_cinfo.nodes_from_partitions"](cinfo())
+
+
+def _expected_nodes(nodes_expr=None):
+    if nodes_expr:
+        if isinstance(nodes_expr, (list, tuple)):
+            return list(nodes_expr)
+        return expand_hostlist(nodes_expr)
+    return __utils__["crane_config.compute_hosts"](_config())
+
+
+def health(nodes=None, allow_drained=None, allow_down=None):
+    """
+    Compare what cinfo reports with the configured nodes (default: every node of the pillar
+    config; or a host list). Returns healthy, missing, down, drained (with reasons),
+    unexpected and a one-line summary; the return code is non-zero when unhealthy.
+    ``allow_drained`` / ``allow_down``: nodes (host list) that may be drained / down.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.health
+        salt cranectl crane.health nodes='cn[01-04]'
+    """
+    expected = _expected_nodes(nodes)
+    result = __utils__["crane_cinfo.health"](
+        cinfo(), expected, allow_drained=allow_drained or (), allow_down=allow_down or ()
+    )
+    if not result["healthy"]:
+        __context__["retcode"] = 1
+    return result
+
+
+def show_node(node=None):
+    """
+    ``ccontrol show node`` parsed: ``{node: {state, version, running_jobs, gres, ...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.show_node cn01
+    """
+    result = _run("ccontrol", "show", "node", *([node] if node else []))
+    if result["retcode"] != 0:
+        raise CommandExecutionError(
+            f"ccontrol show node failed (exit {result['retcode']}): "
+            f"{(result['stderr'] or result['stdout']).strip()}"
+        )
+    return __utils__["crane_cinfo.parse_show_node"](result["stdout"])
+
+
+def _update_nodes(nodes_expr, state, reason=None):
+    try:
+        args = __utils__["crane_cinfo.node_update_args"](nodes_expr, state, reason)
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    result = _run("ccontrol", *args)
+    output = f"{result['stdout']}\n{result['stderr']}".strip()
+    outcome = __utils__["crane_cinfo.parse_node_update"](output)
+    if result["retcode"] != 0 or outcome["failed"]:
+        raise CommandExecutionError(f"ccontrol {state} failed (exit {result['retcode']}): {output}")
+    return outcome
+
+
+def drain(nodes, reason):
+    """
+    Drain nodes (a host list or a list of names) with a reason; CraneSched requires one and
+    refuses DOWN nodes. Returns ``{'modified': [...], 'failed': {...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drain 'cn[01-02]' reason='disk replacement'
+    """
+    return _update_nodes(nodes, "drain", reason)
+
+
+def resume(nodes):
+    """
+    Resume drained nodes (a host list or a list of names).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.resume 'cn[01-02]'
+    """
+    return _update_nodes(nodes, "resume")
+
+
+# --- daemons -------------------------------------------------------------------------------
+
+
+def _unit_properties(unit):
+    result = __salt__["cmd.run_all"](
+        [
+            "systemctl",
+            "show",
+            unit,
+            "--property=ActiveState,SubState,MainPID,NRestarts,ExecMainStatus,LoadState,"
+            "ActiveEnterTimestampMonotonic",
+        ],
+        python_shell=False,
+        ignore_retcode=True,
+    )
+    props = {}
+    for line in result["stdout"].splitlines():
+        key, _, value = line.partition("=")
+        props[key] = value
+    return props
+
+
+def _tail(path, lines):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).rstrip()
+    except OSError:
+        return ""
+
+
+def _seconds_since(monotonic_usec):
+    """Seconds since a systemd monotonic timestamp (microseconds; 0 = never)."""
+    usec = int(monotonic_usec or 0)
+    return max(0.0, time.monotonic() - usec / 1e6) if usec else 0.0
+
+
+def daemon_report(unit, log_file=None, lines=15):
+    """
+    A CraneSched daemon's systemd state with the last lines of its journal and log file, so
+    CraneSched's own reason for refusing to start is visible.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.daemon_report craned log_file=/var/crane/craned/craned.log
+    """
+    journal = __salt__["cmd.run_all"](
+        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
+        python_shell=False,
+        ignore_retcode=True,
+    )
+    props = _unit_properties(unit)
+    return {
+        "unit": unit,
+        "active": props.get("ActiveState") == "active" and props.get("SubState") == "running",
+        "state": f"{props.get('ActiveState', '?')}/{props.get('SubState', '?')}",
+        "main_pid": int(props.get("MainPID") or 0),
+        "restarts": int(props.get("NRestarts") or 0),
+        "exit_status": props.get("ExecMainStatus", ""),
+        "loaded": props.get("LoadState") == "loaded",
+        "uptime": _seconds_since(props.get("ActiveEnterTimestampMonotonic")),
+        "journal": journal["stdout"].strip(),
+        "log": _tail(log_file, lines) if log_file else "",
+    }

@@ -1,0 +1,237 @@
+"""
+States for CraneSched clusters deployed by the crane formula.
+
+Every state reads the current state first, honours ``test=True`` (result None and the planned
+change) and reports old/new in ``changes``. Checks that change nothing return no changes, so a
+second apply of the formula reports zero changes.
+"""
+
+import logging
+import time
+
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "crane"
+
+
+def __virtual__():
+    if "crane.validate_config" not in __salt__:
+        return (False, "crane: the crane execution module is not synced (run saltutil.sync_all)")
+    return __virtualname__
+
+
+def _ret(name, result=True, comment="", changes=None):
+    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+
+
+def _bullets(lines):
+    return "\n".join(f"  - {line}" for line in lines)
+
+
+def config_valid(name, config=None, database=None, notes=None):
+    """
+    Fail, before anything changes, when the cluster config breaks a CraneSched rule.
+
+    name
+        The config file the checked data is for (used in messages).
+    config
+        The cluster config (default: the pillar's ``crane:config``).
+    database
+        database.yaml data to check too (control nodes).
+    notes
+        What the formula enforced in the config (shown in the comment).
+    """
+    result = __salt__["crane.validate_config"](config=config, database=database)
+    lines = []
+    if result["errors"]:
+        lines.append(f"{len(result['errors'])} error(s) in the CraneSched config for {name}:")
+        lines.append(_bullets(result["errors"]))
+    else:
+        lines.append(f"The CraneSched config for {name} passes CraneSched's rules")
+    if result["warnings"]:
+        lines.append("Warnings:")
+        lines.append(_bullets(result["warnings"]))
+    if notes:
+        lines.append("Enforced by the formula:")
+        lines.append(_bullets(notes))
+    return _ret(name, result["valid"], "\n".join(lines))
+
+
+def gres_valid(name, config=None, dev_root="/dev"):
+    """
+    Fail when craned on this node would refuse its gres config (a device file missing, an
+    invalid injector or CDI setting). Put it before config.yaml is written and before craned
+    is restarted: on failure the node keeps its previous config and its running craned.
+
+    name
+        The node name (its entry in Nodes).
+    """
+    result = __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root)
+    if result["valid"]:
+        return _ret(name, True, f"The gres config of {name} matches its devices")
+    comment = (
+        f"craned on {name} would refuse this config; config.yaml and craned are left as they "
+        f"are:\n{_bullets(result['errors'])}"
+    )
+    return _ret(name, False, comment)
+
+
+def _daemon_failure(report):
+    parts = [
+        f"{report['unit']} is not running ({report['state']}, exit status "
+        f"{report['exit_status'] or '?'}, {report['restarts']} restart(s))"
+    ]
+    if report["journal"]:
+        parts.append(f"journal:\n{report['journal']}")
+    if report["log"]:
+        parts.append(f"log file:\n{report['log']}")
+    return "\n".join(parts)
+
+
+def daemon_healthy(name, log_file=None, settle=3, poll=0.5):
+    """
+    Check that a CraneSched daemon stays up after a (re)start. Under ``Type=simple`` systemd
+    reports a start as done before the daemon has read its config; CraneSched exits a moment
+    later when it rejects it. This waits until the running process is ``settle`` seconds old
+    (no wait for a daemon that has been up longer). On failure the comment carries the last
+    lines of the journal and the log file, so CraneSched's own reason shows in Salt's output.
+    Changes nothing.
+
+    name
+        The systemd unit (cranectld, craned, cfored).
+    log_file
+        The daemon's log file (under CraneBaseDir).
+    settle
+        Seconds the daemon must have been running.
+    """
+    report = __salt__["crane.daemon_report"](name, log_file=log_file)
+    if __opts__["test"] and not report["active"]:
+        return _ret(name, None, f"{name} is not running; it would be checked after it is started")
+    pid = report["main_pid"]
+    while report["active"] and report["main_pid"] == pid and report["uptime"] < settle:
+        time.sleep(poll)
+        report = __salt__["crane.daemon_report"](name, log_file=log_file)
+    if not report["active"] or report["main_pid"] != pid:
+        return _ret(name, False, _daemon_failure(report))
+    return _ret(name, True, f"{name} is running (pid {pid})")
+
+
+# --- cluster state (run on the control node) ---------------------------------------------
+
+
+def _hosts(name):
+    if isinstance(name, (list, tuple)):
+        return list(name)
+    return __salt__["crane.expand_hostlist"](name)
+
+
+def _node_states(hosts):
+    """{host: cinfo state or None when cinfo does not list it}."""
+    known = __salt__["crane.nodes"]()
+    return {host: known.get(host) for host in hosts}
+
+
+def nodes_ready(name, states=("idle", "mix", "alloc"), timeout=120, interval=5):
+    """
+    Wait until every node of the host list ``name`` is in one of ``states`` (cinfo tokens:
+    idle, mix, alloc, down, drain, … with ``cinfo -t`` semantics). Fails with the cinfo evidence
+    naming the nodes that are not.
+    """
+    hosts = _hosts(name)
+    wanted = __utils__["crane_cinfo.normalize_state_filter"](states)
+    matches = __utils__["crane_cinfo.state_matches"]
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        try:
+            seen, error = _node_states(hosts), None
+        except CommandExecutionError as exc:
+            seen, error = {}, str(exc)
+        not_ready = {h: s for h, s in seen.items() if s is None or not matches(s, wanted)}
+        if seen and not not_ready:
+            return _ret(name, True, f"{len(hosts)} node(s) ready: {', '.join(wanted)}")
+        if __opts__["test"] or time.monotonic() >= deadline:
+            break
+        time.sleep(float(interval))
+    evidence = error or ", ".join(
+        f"{h}: {s['state'] if s else 'not listed'}" for h, s in sorted(not_ready.items())
+    )
+    result = None if __opts__["test"] else False
+    verb = "are not ready yet" if __opts__["test"] else f"not ready after {timeout}s"
+    return _ret(name, result, f"Nodes {verb} (wanted {', '.join(wanted)}): {evidence}")
+
+
+def _drain_states(hosts):
+    known = __salt__["crane.nodes"]()
+    missing = [h for h in hosts if h not in known]
+    if missing:
+        raise CommandExecutionError(f"cinfo does not list {', '.join(missing)}")
+    return {h: known[h] for h in hosts}
+
+
+def _running_jobs(hosts):
+    details = __salt__["crane.show_node"]()
+    return {h: int(details.get(h, {}).get("running_jobs") or 0) for h in hosts}
+
+
+def _wait_jobs(hosts, timeout, interval):
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        busy = {h: n for h, n in _running_jobs(hosts).items() if n}
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        time.sleep(float(interval))
+
+
+def node_drained(name, reason, wait_jobs=True, timeout=600, interval=5):
+    """
+    Drain the nodes of host list ``name`` with ``reason`` and, with ``wait_jobs``, wait until
+    their running jobs have ended. Nodes already drained keep their (the admin's) reason.
+    """
+    ret = _ret(name)
+    try:
+        hosts = _hosts(name)
+        current = _drain_states(hosts)
+        to_drain = [h for h, s in current.items() if s.get("control") != "drain"]
+        if __opts__["test"]:
+            ret["result"] = None if to_drain else True
+            ret["comment"] = (
+                f"Would drain {', '.join(to_drain)}" if to_drain else "All nodes already drained"
+            )
+            return ret
+        if to_drain:
+            __salt__["crane.drain"](to_drain, reason)
+            ret["changes"] = {h: {"old": "none", "new": f"drain ({reason})"} for h in to_drain}
+        busy = _wait_jobs(hosts, timeout, interval) if wait_jobs else {}
+    except CommandExecutionError as exc:
+        return _ret(name, False, str(exc), ret["changes"])
+    if busy:
+        ret["result"] = False
+        ret["comment"] = "Drained, but jobs still run after {}s: {}".format(
+            timeout, ", ".join(f"{h} ({n})" for h, n in busy.items())
+        )
+        return ret
+    ret["comment"] = f"Drained {', '.join(to_drain)}" if to_drain else "All nodes already drained"
+    return ret
+
+
+def node_resumed(name):
+    """Resume the drained nodes of host list ``name``."""
+    ret = _ret(name)
+    try:
+        current = _drain_states(_hosts(name))
+        drained = [h for h, s in current.items() if s.get("control") == "drain"]
+        if not drained:
+            ret["comment"] = "No node is drained"
+            return ret
+        if __opts__["test"]:
+            return _ret(name, None, f"Would resume {', '.join(drained)}")
+        __salt__["crane.resume"](drained)
+    except CommandExecutionError as exc:
+        return _ret(name, False, str(exc))
+    ret["changes"] = {
+        h: {"old": f"drain ({current[h].get('reason', '')})", "new": "none"} for h in drained
+    }
+    ret["comment"] = f"Resumed {', '.join(drained)}"
+    return ret

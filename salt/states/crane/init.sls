@@ -1,0 +1,26 @@
+{#- `salt '*' state.apply crane`: converge this minion to its CraneSched roles, which come from
+    the cluster config itself (control = ControlMachine, compute = Nodes, login = login_nodes). #}
+{%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
+{%- if crane.roles %}
+
+include:
+  - .validate
+  - .package
+  - .config
+  - .gres
+  - .service
+  - .firewall
+  - .verify
+  - .grains
+{%- else %}
+{#- No role: still check the config, so a broken one is an error rather than a silent no-op. #}
+
+include:
+  - .validate
+
+crane-no-role:
+  test.succeed_without_changes:
+    - name: {{ crane.no_role_comment | json }}
+    - require:
+      - crane: crane-validate-config
+{%- endif %}

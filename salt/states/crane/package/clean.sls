@@ -1,0 +1,53 @@
+{#- Remove CraneSched's packages (or copied binaries and units). CraneSched's data under
+    CraneBaseDir stays unless crane:clean:remove_data is true. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
+
+include:
+  - {{ tplroot }}.config.clean
+
+{%- if crane.install.method == "binaries" %}
+{%-   for key, files in crane.binaries.items() %}
+{%-     for file, path in files.items() %}
+
+crane-package-clean-binary-{{ file }}-file-absent:
+  file.absent:
+    - name: {{ path }}
+    - require:
+      - sls: {{ tplroot }}.config.clean
+{%-     endfor %}
+{%-   endfor %}
+{%-   for unit in ["cranectld", "craned", "cfored"] %}
+
+crane-package-clean-unit-{{ unit }}-file-absent:
+  file.absent:
+    - name: {{ crane.unit_dir }}/{{ unit }}.service
+    - require:
+      - sls: {{ tplroot }}.config.clean
+{%-   endfor %}
+{%- else %}
+
+crane-package-clean-pkg-removed:
+  pkg.removed:
+    - pkgs: {{ crane.package_names.values() | list | json }}
+    - require:
+      - sls: {{ tplroot }}.config.clean
+
+crane-package-clean-repo-file-absent:
+  file.absent:
+    - name: {{ "/etc/apt/sources.list.d/cranesched.list" if grains.os_family == "Debian" else "/etc/yum.repos.d/cranesched.repo" }}
+{%- endif %}
+
+{%- if crane.get("clean", {}).get("remove_data") %}
+
+crane-package-clean-data-file-absent:
+  file.absent:
+    - name: {{ crane.base_dir }}
+    - require:
+      - sls: {{ tplroot }}.config.clean
+{%- endif %}
+
+crane-package-clean-grains-absent:
+  grains.absent:
+    - name: crane
+    - destructive: true

@@ -1,0 +1,168 @@
+{#- Step 2: CraneSched's packages for this minion's roles, at the pinned version, plus what the
+    packages miss: the crane user on control nodes, 0755 binaries (they ship 0777), and
+    CraneSched's directories (dpkg does not run CraneSched's post-install script). #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
+{%- from tplroot ~ "/libtofs.jinja" import files_switch with context %}
+{%- set install = crane.install %}
+{%- set method = install.method %}
+
+include:
+  - {{ tplroot }}.validate
+
+{%- if method == "repo" %}
+
+crane-package-repo-pkgrepo-managed:
+  pkgrepo.managed:
+{%-   if grains.os_family == "Debian" %}
+    - name: deb {{ "[trusted=yes] " if install.repo.trusted else "" }}{{ install.repo.url }} {{ install.repo.dist }} {{ install.repo.components }}
+    - file: /etc/apt/sources.list.d/cranesched.list
+{%-     if install.repo.gpgkey %}
+    - key_url: {{ install.repo.gpgkey }}
+{%-     endif %}
+{%-   else %}
+    - name: cranesched
+    - humanname: CraneSched
+    - baseurl: {{ install.repo.url }}
+    - gpgcheck: {{ 1 if install.repo.gpgcheck else 0 }}
+{%-     if install.repo.gpgkey %}
+    - gpgkey: {{ install.repo.gpgkey }}
+{%-     endif %}
+{%-   endif %}
+    - require:
+      - crane: crane-validate-config
+{%- elif method == "files" %}
+{%-   for key, pkg in crane.packages.items() %}
+{%-     set src = install.files.get(key, {}) %}
+
+crane-package-file-{{ key }}-file-managed:
+  file.managed:
+    - name: /var/cache/crane-formula/{{ src.get("source", key) | replace("\\", "/") | regex_replace("^.*/", "") }}
+    - source: {{ src.get("source") }}
+{%-     if src.get("source_hash") %}
+    - source_hash: {{ src.source_hash }}
+{%-     else %}
+    - skip_verify: {{ not src.get("source", "").startswith("https://") }}
+{%-     endif %}
+    - makedirs: true
+    - require:
+      - crane: crane-validate-config
+{%-   endfor %}
+{%- endif %}
+
+{%- if method in ("repo", "files") and crane.packages %}
+
+crane-package-install-pkg-installed:
+  pkg.installed:
+{%-   if method == "repo" %}
+    - pkgs:
+{%-     for key, pkg in crane.packages.items() %}
+      - {{ pkg.name }}{{ (": " ~ (pkg.version | json)) if pkg.version else "" }}
+{%-     endfor %}
+    - require:
+      - pkgrepo: crane-package-repo-pkgrepo-managed
+{%-   else %}
+    - sources:
+{%-     for key, pkg in crane.packages.items() %}
+      - {{ pkg.name }}: /var/cache/crane-formula/{{ install.files.get(key, {}).get("source", key) | regex_replace("^.*/", "") }}
+{%-     endfor %}
+    - require:
+{%-     for key in crane.packages %}
+      - file: crane-package-file-{{ key }}-file-managed
+{%-     endfor %}
+{%-   endif %}
+{%- endif %}
+
+{%- for key in crane.packages %}
+{%-   for file, path in crane.binaries.get(key, {}).items() %}
+
+crane-package-binary-{{ file }}-file-managed:
+  file.managed:
+    - name: {{ path }}
+{%-     if method == "binaries" %}
+    - source: {{ install.binaries.source.rstrip("/") }}/{{ file }}
+{%-       if install.binaries.hashes.get(file) %}
+    - source_hash: {{ install.binaries.hashes[file] }}
+{%-       endif %}
+    - makedirs: true
+{%-     else %}
+    {#- the packages install the binaries world-writable; only fix the mode #}
+    - replace: false
+    - create: false
+{%-     endif %}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - require:
+{%-     if method == "binaries" %}
+      - crane: crane-validate-config
+{%-     else %}
+      - pkg: crane-package-install-pkg-installed
+{%-     endif %}
+{%-   endfor %}
+{%- endfor %}
+
+{%- if method == "binaries" %}
+{%-   for unit in crane.services %}
+
+crane-package-unit-{{ unit }}-file-managed:
+  file.managed:
+    - name: {{ crane.unit_dir }}/{{ unit }}.service
+    - source: {{ files_switch(unit ~ ".service.jinja") }}
+    - template: jinja
+    - context:
+        bin_dir: {{ (crane.bin_dir or "/usr/bin") | json }}
+        user: {{ crane.user | json }}
+        group: {{ crane.group | json }}
+    - mode: "0644"
+    - require:
+      - crane: crane-validate-config
+{%-   endfor %}
+{%- endif %}
+
+{%- if "control" in crane.roles %}
+
+crane-package-user-group-present:
+  group.present:
+    - name: {{ crane.group }}
+    - system: true
+    - require:
+      - crane: crane-validate-config
+
+crane-package-user-user-present:
+  user.present:
+    - name: {{ crane.user }}
+    - gid: {{ crane.group }}
+    - system: true
+    - home: {{ crane.base_dir.rstrip("/") }}
+    - createhome: false
+    - shell: {{ crane.nologin }}
+    - require:
+      - group: crane-package-user-group-present
+{%- endif %}
+
+crane-package-dirs-etc-file-directory:
+  file.directory:
+    - name: {{ crane.config_dir }}
+    - user: root
+    - group: root
+    - mode: "0755"
+    - require:
+      - crane: crane-validate-config
+
+crane-package-dirs-base-file-directory:
+  file.directory:
+    - name: {{ crane.base_dir }}
+{%- if "control" in crane.roles %}
+    - user: {{ crane.user }}
+    - group: {{ crane.group }}
+{%- else %}
+    - user: root
+    - group: root
+{%- endif %}
+    - mode: "0755"
+    - require:
+      - crane: crane-validate-config
+{%- if "control" in crane.roles %}
+      - user: crane-package-user-user-present
+{%- endif %}

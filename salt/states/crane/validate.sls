@@ -1,0 +1,13 @@
+{#- Step 1: the whole cluster config against CraneSched's own rules, before anything changes.
+    failhard: on an error nothing else in this run changes on the node. #}
+{%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
+
+crane-validate-config:
+  crane.config_valid:
+    - name: {{ crane.config_dir }}/config.yaml
+    - config: {{ crane.config | json }}
+{%- if "control" in crane.roles %}
+    - database: {{ crane.database | json }}
+{%- endif %}
+    - notes: {{ crane.config_notes | json }}
+    - failhard: true

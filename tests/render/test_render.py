@@ -1,0 +1,214 @@
+"""Compile `crane` for every supported OS, role and install method (state.show_sls)."""
+
+import copy
+import functools
+
+import pytest
+
+from tests.support.caller import OS_GRAINS, example_pillar, node_grains
+
+ROLE_HOSTS = {"control": "cranectl", "compute": "cn03", "login": "login01", "none": "other01"}
+METHODS = ("repo", "files", "binaries")
+
+
+def pillar_for(method, control):
+    pillar = example_pillar(control=control)
+    install = pillar["crane"]["install"]
+    install["method"] = method
+    install["files"] = {
+        key: {"source": f"salt://crane-packages/{key}.pkg"}
+        for key in ("cranectld", "craned", "frontend")
+    }
+    install["binaries"] = {"source": "salt://crane-binaries"}
+    return pillar
+
+
+@functools.cache
+def render(minion, os_name, role, method="repo"):
+    """The compiled `crane` SLS (cached: tests only read it)."""
+    host = ROLE_HOSTS[role]
+    result = minion.call(
+        "state.show_sls",
+        "crane",
+        grains=node_grains(os_name, host),
+        pillar=pillar_for(method, control=role == "control"),
+    )
+    assert isinstance(result, dict), result
+    return result
+
+
+def args(state):
+    """A compiled state's arguments as one dict, plus 'fun'."""
+    merged = {}
+    for module, body in state.items():
+        if module.startswith("__"):
+            continue
+        for item in body:
+            if isinstance(item, dict):
+                merged.update(item)
+            else:
+                merged["fun"] = f"{module}.{item}"
+    return merged
+
+
+def requires(state):
+    return [next(iter(r.values())) for r in args(state).get("require", [])]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("role", ["control", "compute", "login"])
+@pytest.mark.parametrize("os_name", sorted(OS_GRAINS))
+def test_every_state_waits_for_validation(minion, os_name, role, method):
+    states = render(minion, os_name, role, method)
+    assert args(states["crane-validate-config"])["failhard"] is True
+    for sid, state in states.items():
+        if sid == "crane-validate-config":
+            continue
+        assert requires(state), f"{sid} requires nothing, so it could run before validation"
+    first = min(states, key=lambda sid: args(states[sid])["order"])
+    assert first == "crane-validate-config"
+
+
+@pytest.mark.parametrize("os_name", sorted(OS_GRAINS))
+def test_daemons_per_role(minion, os_name):
+    services = {
+        role: {
+            args(state)["name"]
+            for sid, state in render(minion, os_name, role).items()
+            if args(state)["fun"] == "service.running"
+        }
+        for role in ("control", "compute", "login")
+    }
+    assert services == {"control": {"cranectld"}, "compute": {"craned"}, "login": {"cfored"}}
+
+
+@pytest.mark.parametrize(
+    ("os_name", "names"),
+    [
+        ("debian12", {"cranesched-cranectld", "cranesched-frontend"}),
+        ("ubuntu2204", {"cranesched-cranectld", "cranesched-frontend"}),
+        ("rocky9", {"CraneSched-cranectld", "cranesched-frontend"}),
+        ("centos7", {"CraneSched-cranectld", "cranesched-frontend"}),
+    ],
+)
+def test_control_packages_are_pinned(minion, os_name, names):
+    state = args(render(minion, os_name, "control")["crane-package-install-pkg-installed"])
+    pinned = {k: v for item in state["pkgs"] for k, v in item.items()}
+    assert pinned == {name: "1.1.2" for name in names}
+
+
+def test_debian_repo_line_and_redhat_baseurl(minion):
+    debian = args(render(minion, "debian12", "compute")["crane-package-repo-pkgrepo-managed"])
+    assert debian["name"].split() == ["deb", "http://repo.example.org/cranesched/debian", "./"]
+    rocky = args(render(minion, "rocky9", "compute")["crane-package-repo-pkgrepo-managed"])
+    assert rocky["baseurl"] == "http://repo.example.org/cranesched/debian"
+    assert rocky["gpgcheck"] == 1
+
+
+def test_config_is_byte_identical_everywhere(minion):
+    texts = {
+        (os_name, role): args(
+            render(minion, os_name, role)["crane-config-file-config-file-managed"]
+        )["contents"]
+        for os_name in OS_GRAINS
+        for role in ("control", "compute", "login")
+    }
+    assert len(set(texts.values())) == 1
+    text = next(iter(texts.values()))
+    assert "CraneCtldForeground: true" in text
+    assert "cpu: 2\n" in text  # unquoted integers
+
+
+def test_database_only_on_control_and_never_shown(minion):
+    control = render(minion, "debian12", "control")
+    database = args(control["crane-config-file-database-file-managed"])
+    assert database["mode"] == "0600"
+    assert database["user"] == "crane"
+    assert database["show_changes"] is False
+    assert "DbReplSetName: crane_rs" in database["contents"]
+    for role in ("compute", "login"):
+        states = render(minion, "debian12", role)
+        assert not any("database" in sid for sid in states)
+        assert "change-me" not in repr(states)
+
+
+def test_compute_config_waits_for_gres_gate(minion):
+    states = render(minion, "rocky9", "compute")
+    assert "crane-gres-valid" in requires(states["crane-config-file-config-file-managed"])
+    assert args(states["crane-gres-valid"])["name"] == "cn03"
+    watched = [
+        next(iter(w.values()))
+        for w in args(states["crane-service-craned-service-running"])["watch"]
+    ]
+    assert "crane-config-file-config-file-managed" in watched
+    assert "crane-package-install-pkg-installed" in watched
+
+
+def test_restart_policy_never_only_notifies(minion):
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["restart"] = "never"
+    states = minion.call(
+        "state.show_sls", "crane", grains=node_grains("debian12", "cn01"), pillar=pillar
+    )
+    assert "watch" not in args(states["crane-service-craned-service-running"])
+    assert args(states["crane-service-craned-restart-due"])["fun"] == "test.show_notification"
+
+
+def test_binaries_method_installs_0755_files_and_units(minion):
+    states = render(minion, "debian12", "compute", "binaries")
+    craned = args(states["crane-package-binary-craned-file-managed"])
+    assert craned["source"] == "salt://crane-binaries/craned"
+    assert craned["mode"] == "0755"
+    unit = args(states["crane-package-unit-craned-file-managed"])
+    assert unit["name"] == "/etc/systemd/system/craned.service"
+    assert not any(args(s)["fun"] == "pkg.installed" for s in states.values())
+
+
+def test_files_method_caches_then_installs(minion):
+    states = render(minion, "rocky9", "control", "files")
+    cached = args(states["crane-package-file-cranectld-file-managed"])
+    assert cached["name"] == "/var/cache/crane-formula/cranectld.pkg"
+    install = args(states["crane-package-install-pkg-installed"])
+    assert {"CraneSched-cranectld": "/var/cache/crane-formula/cranectld.pkg"} in install["sources"]
+
+
+def test_packaged_binaries_get_mode_0755(minion):
+    states = render(minion, "debian12", "compute", "repo")
+    fix = args(states["crane-package-binary-csupervisor-file-managed"])
+    assert (fix["name"], fix["mode"], fix["replace"], fix["create"]) == (
+        "/usr/libexec/csupervisor",
+        "0755",
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize("os_name", sorted(OS_GRAINS))
+def test_minion_without_role_is_a_clear_no_op(minion, os_name):
+    states = render(minion, os_name, "none")
+    assert sorted(states) == ["crane-no-role", "crane-validate-config"]
+    assert "other01 has no CraneSched role" in args(states["crane-no-role"])["name"]
+
+
+def test_roles_grain_and_verify_on_control(minion):
+    states = render(minion, "debian12", "control")
+    assert args(states["crane-grains-roles-grains-present"])["value"] == ["control"]
+    assert args(states["crane-verify-nodes-ready"])["name"] == "cn[01-03]"
+
+
+def test_forced_keys_are_reported(minion):
+    pillar = pillar_for("repo", control=False)
+    config = pillar["crane"]["config"]
+    config["CranedForeground"] = False
+    config["CraneBaseDir"] = "/srv/crane"
+    states = minion.call(
+        "state.show_sls",
+        "crane",
+        grains=node_grains("debian12", "cn01"),
+        pillar=copy.deepcopy(pillar),
+    )
+    notes = args(states["crane-validate-config"])["notes"]
+    assert any("CranedForeground set to true" in n for n in notes)
+    text = args(states["crane-config-file-config-file-managed"])["contents"]
+    assert "CraneBaseDir: /srv/crane/\n" in text
+    assert "CranedForeground: true" in text
