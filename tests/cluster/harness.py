@@ -42,6 +42,7 @@ NO_MINIONS_MATCHED = "No minions matched the target."  # plain text, even with -
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MINION_WAIT = 240
 NODE_STOP_WAIT = 30
+CLI_HANG_LIMIT = 1800  # a salt CLI call still running after this is hung (master gone)
 
 MINION_UNIT = """\
 [Unit]
@@ -465,8 +466,8 @@ class Cluster:
             "TERM=" + os.environ.get("TERM", "dumb"),
         ]
 
-    def salt_cli(self, *args: str, timeout: float | None = None, capture: bool = True):
-        """Run the ``salt`` CLI against this cluster's master."""
+    def salt_cli(self, *args: str, timeout: float = CLI_HANG_LIMIT, capture: bool = True):
+        """Run the ``salt`` CLI against this cluster's master (killed if it hangs)."""
         cmd = [sys.executable, str(self.venv / "bin" / "salt"), "-c", str(self.master_dir)]
         return subprocess.run(
             [*cmd, *args], capture_output=capture, text=True, check=False, timeout=timeout
@@ -485,12 +486,14 @@ class Cluster:
         """``salt-run FUN ARGS`` → parsed return."""
         cmd = [sys.executable, str(self.venv / "bin" / "salt-run"), "-c", str(self.master_dir)]
         argv = ["--out=json", "--static", f"--timeout={timeout}", fun, *_cli_args(args, kw)]
-        proc = subprocess.run([*cmd, *argv], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [*cmd, *argv], capture_output=True, text=True, check=False, timeout=CLI_HANG_LIMIT
+        )
         return _parse_json(proc, "salt-run " + " ".join(argv))
 
     def _salt_key(self, *args: str) -> None:
         cmd = [sys.executable, str(self.venv / "bin" / "salt-key"), "-c", str(self.master_dir)]
-        subprocess.run([*cmd, *args], capture_output=True, check=False)
+        subprocess.run([*cmd, *args], capture_output=True, check=False, timeout=CLI_HANG_LIMIT)
 
     def wait_for_minions(self, hostnames: list[str], timeout: float = MINION_WAIT) -> None:
         """Block until every named minion answers ``test.ping``."""
@@ -557,6 +560,7 @@ def teardown(run_dir: pathlib.Path) -> list[str] | None:
     procs.stop([n["nspawn"] for n in nodes if "nspawn" in n], NODE_STOP_WAIT)
     procs.stop([n["leader"] for n in nodes if "leader" in n], 5)
     procs.stop(state.get("services", []), 15, group=True)
+    _stop_strays(state)
     for path in state.get("cgroups", []):
         procs.remove_cgroup(pathlib.Path(path))
     if state.get("bridge_created") and procs.link_exists(state["bridge"]):
@@ -584,6 +588,19 @@ def leftovers_of(state: dict) -> list[str]:
     if pathlib.Path(state["run_dir"]).exists():
         left.append(f"directory {state['run_dir']}")
     return left
+
+
+def _stop_strays(state: dict) -> None:
+    """Stop CLI calls a killed run left waiting on its (now gone) master.
+
+    Only processes whose command line names this cluster's own run directory are touched.
+    """
+    strays = []
+    for pid in _pids_using(state):
+        started = procs.start_time(pid)
+        if started is not None:
+            strays.append({"kind": "stray", "name": str(pid), "pid": pid, "start": started})
+    procs.stop(strays, 5)
 
 
 def _propagate_dirs(state: dict) -> list[pathlib.Path]:
