@@ -17,6 +17,7 @@ from .harness import Cluster
 from .spec import isolated_spec
 
 REQUIRED_COMMANDS = ("systemd-nspawn", "debootstrap", "nsenter", "ip")
+TIMINGS: dict[str, dict] = {}  # cluster name -> timings, printed in the terminal summary
 
 
 def environment_problem() -> str | None:
@@ -55,5 +56,13 @@ def cluster(cluster_spec):
         yield booted
     finally:
         left = booted.stop()
+        TIMINGS[cluster_spec.name] = dict(booted.timings)
         if left:
             pytest.fail(f"teardown left behind: {left}", pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per booted cluster: rootfs build, boot until all minions answer, teardown."""
+    for name, timings in TIMINGS.items():
+        parts = [f"{key}={value:.1f}s" for key, value in timings.items() if value is not None]
+        terminalreporter.write_line(f"cluster {name}: {' '.join(parts)}")
