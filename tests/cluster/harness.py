@@ -569,6 +569,8 @@ def teardown(run_dir: pathlib.Path) -> list[str] | None:
         with contextlib.suppress(OSError):
             directory.rmdir()  # only when empty: nspawn's own, left when /run is not tmpfs
     shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        run_dir.parent.rmdir()  # the shared run root, once no cluster uses it
     return leftovers_of(state)
 
 
