@@ -6,12 +6,12 @@ runs CraneSched's commands and hands their output to those utilities. CraneSched
 found through the pillar value ``crane:bin_dir`` (so tests can point at a simulator) or PATH.
 """
 
-import copy
 import hashlib
 import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 import salt.utils.dictupdate
 import salt.utils.path
@@ -36,8 +36,19 @@ def __virtual__():
 # --- settings and roles --------------------------------------------------------------------
 
 
+def _plain(data):
+    """Plain dicts and lists: Salt 3008 hands pillar over in masking containers, which YAML
+    serializers refuse and whose values its output layer redacts."""
+    if isinstance(data, Mapping):
+        return {key: _plain(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(value) for value in data]
+    return data
+
+
 def _pillar_settings():
-    return __salt__["pillar.get"]("crane", {})
+    # __pillar__, not pillar.get: on Salt 3008 pillar.get redacts values outside templates.
+    return _plain(__pillar__.get("crane") or {})
 
 
 def _config(config=None):
@@ -126,7 +137,7 @@ def _merge_layers(layers):
     merged = {}
     for layer in layers:
         merged = salt.utils.dictupdate.merge(
-            merged, copy.deepcopy(layer or {}), strategy="recurse", merge_lists=False
+            merged, _plain(layer or {}), strategy="recurse", merge_lists=False
         )
     return merged
 
