@@ -255,11 +255,6 @@ def config_hash(path=CONFIG_PATH):
 # --- gres ----------------------------------------------------------------------------------
 
 
-def _run_argv(argv):
-    result = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True, timeout=20)
-    return result["retcode"], result["stdout"]
-
-
 def gres_discover(dev_root="/dev", default_types=None):
     """
     Accelerators present on this node, as config.yaml gres entries (name, type, EnvInjector,
@@ -274,9 +269,7 @@ def gres_discover(dev_root="/dev", default_types=None):
     """
     if default_types is None:
         default_types = (_pillar_settings().get("gres") or {}).get("default_types")
-    return __utils__["crane_gres.discover"](
-        dev_root=dev_root, run=_run_argv, default_types=default_types
-    )
+    return __utils__["crane_gres.discover"](dev_root=dev_root, default_types=default_types)
 
 
 def gres_validate(node=None, config=None, dev_root="/dev"):

@@ -646,7 +646,7 @@ def node_update_args(nodes, state, reason=None):
     ccontrol re-lexes its arguments: an unquoted value must be a plain word, and a quoted
     one may contain anything but a double quote. So the reason is always passed quoted,
     and one with a double quote or a line break is refused (:class:`ValueError`), as is a
-    drain without a reason (ccontrol requires one).
+    drain without a reason. ccontrol wants the ``reason`` key for resume too (an empty one).
     """
     state = str(state).lower()
     if state not in NODE_UPDATE_STATES:
@@ -655,8 +655,9 @@ def node_update_args(nodes, state, reason=None):
     if not names:
         raise ValueError("no node given")
     args = ["update", "nodename=" + _round_trip_hostlist(names), "state=" + state]
-    if state == "drain":
-        args.append(f'reason="{_checked_reason(reason)}"')
+    # ccontrol requires the reason key for every state change; resume sends an empty one.
+    text = _checked_reason(reason) if state == "drain" else ""
+    args.append(f'reason="{text}"')
     return args
 
 

@@ -19,6 +19,7 @@ def test_resume_args_from_host_list():
         "update",
         "nodename=cn[01-03]",
         "state=resume",
+        'reason=""',
     ]
 
 
@@ -27,6 +28,7 @@ def test_resume_ignores_a_reason():
         "update",
         "nodename=cn01",
         "state=resume",
+        'reason=""',
     ]
 
 
