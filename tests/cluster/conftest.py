@@ -40,7 +40,7 @@ def require_cluster_environment() -> None:
     pytest.skip(problem)
 
 
-def test_network():
+def session_network():
     """(name, subnet) of the session cluster; CRANE_FORMULA_TEST_NET=name:subnet moves it, so
     several test runs can share one machine."""
     name, _, subnet = os.environ.get("CRANE_FORMULA_TEST_NET", "cftest:10.213.8.0/24").partition(
@@ -52,7 +52,7 @@ def test_network():
 @pytest.fixture(scope="session")
 def cluster_spec(request):
     """Shape of the session cluster: the demo shape unless parametrised."""
-    name, subnet = test_network()
+    name, subnet = session_network()
     return getattr(request, "param", None) or isolated_spec(name, subnet)
 
 
