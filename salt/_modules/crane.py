@@ -9,6 +9,7 @@ found through the pillar value ``crane:bin_dir`` (so tests can point at a simula
 import hashlib
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Mapping
@@ -250,6 +251,59 @@ def config_hash(path=CONFIG_PATH):
             return hashlib.sha256(handle.read()).hexdigest()
     except FileNotFoundError:
         return None
+
+
+def _db_path(config, database):
+    """cranectld's embedded DB: CraneCtldDbPath under CraneBaseDir (or CraneSharedBaseDir)."""
+    rel = str(database.get("CraneCtldDbPath") or "cranectld/embedded.db")
+    base = (config.get("Keepalived") or {}).get("CraneSharedBaseDir") or config.get("CraneBaseDir")
+    return os.path.join(str(base or "/var/crane/"), rel)
+
+
+def _prune_backups(dest, prefix, keep):
+    names = sorted(n for n in os.listdir(dest) if n.startswith(prefix))
+    removed = names[: max(0, len(names) - int(keep))]
+    for name in removed:
+        path = os.path.join(dest, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    return removed
+
+
+def backup_db(keep=5, dest=None, force=False):
+    """
+    Copy cranectld's embedded DB (``CraneCtldDbPath`` of ``crane:database``, relative to
+    CraneBaseDir) to ``<dest>/<name>.<UTC timestamp>`` and keep the last ``keep`` copies.
+    ``dest`` defaults to ``<CraneBaseDir>/backup``. Refuses while cranectld runs (the copy
+    would not be consistent) unless ``force`` is true.
+    Returns ``{'source', 'backup' (None when there is no DB yet), 'removed'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.backup_db keep=10
+    """
+    settings = _pillar_settings()
+    config = settings.get("config") or {}
+    source = _db_path(config, settings.get("database") or {})
+    if not force and __salt__["service.status"]("cranectld"):
+        raise CommandExecutionError("cranectld is running: stop it before backing up its DB")
+    dest = dest or os.path.join(str(config.get("CraneBaseDir") or "/var/crane/"), "backup")
+    os.makedirs(dest, mode=0o700, exist_ok=True)
+    prefix = os.path.basename(source.rstrip("/")) + "."
+    if not os.path.exists(source):
+        return {"source": source, "backup": None, "removed": []}
+    target = os.path.join(dest, prefix + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+    if os.path.exists(target):
+        target += f".{time.monotonic_ns()}"
+    if os.path.isdir(source):
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+    return {"source": source, "backup": target, "removed": _prune_backups(dest, prefix, keep)}
 
 
 # --- gres ----------------------------------------------------------------------------------
