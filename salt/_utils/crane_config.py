@@ -547,12 +547,12 @@ def dump(data, header=None):
 
 def compute_hosts(config):
     """Every host name of Nodes[].name, in config order."""
-    hosts = []
+    hosts = {}  # a dict keeps config order and finds a repeated name in constant time
     for group in (config or {}).get("Nodes") or []:
         if isinstance(group, dict) and group.get("name"):
             names, _problem = _expand(group["name"])
-            hosts.extend(n for n in names if n not in hosts)
-    return hosts
+            hosts.update(dict.fromkeys(names))
+    return list(hosts)
 
 
 def control_hosts(config):
