@@ -10,13 +10,36 @@
 include:
   - {{ tplroot }}.validate
 
-{%- if method == "repo" %}
+{%- set apt_list = "/etc/apt/sources.list.d/cranesched.list" %}
+{#- pkgrepo.managed drops apt options such as [trusted=yes] when it compares lines, so test=True
+    would always report a change: an unsigned repository is a plain sources file instead. #}
+{%- set trusted_apt = method == "repo" and grains.os_family == "Debian" and install.repo.trusted %}
+{%- set repo_req = {"file": "crane-package-repo-file-managed"} if trusted_apt
+                   else {"pkgrepo": "crane-package-repo-pkgrepo-managed"} %}
+{%- if trusted_apt %}
+
+crane-package-repo-file-managed:
+  file.managed:
+    - name: {{ apt_list }}
+    - contents: {{ ("deb [trusted=yes] " ~ install.repo.url ~ " " ~ install.repo.dist ~ " " ~ install.repo.components) | trim | json }}
+    - user: root
+    - group: root
+    - mode: "0644"
+    - require:
+      - crane: crane-validate-config
+
+crane-package-repo-refresh-cmd-run:
+  cmd.run:
+    - name: apt-get update -o Dir::Etc::sourcelist={{ apt_list }} -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+    - onchanges:
+      - file: crane-package-repo-file-managed
+{%- elif method == "repo" %}
 
 crane-package-repo-pkgrepo-managed:
   pkgrepo.managed:
 {%-   if grains.os_family == "Debian" %}
-    - name: deb {{ "[trusted=yes] " if install.repo.trusted else "" }}{{ install.repo.url }} {{ install.repo.dist }} {{ install.repo.components }}
-    - file: /etc/apt/sources.list.d/cranesched.list
+    - name: deb {{ install.repo.url }} {{ install.repo.dist }} {{ install.repo.components }}
+    - file: {{ apt_list }}
 {%-     if install.repo.gpgkey %}
     - key_url: {{ install.repo.gpgkey }}
 {%-     endif %}
@@ -60,7 +83,10 @@ crane-package-install-pkg-installed:
       - {{ pkg.name }}{{ (": " ~ (pkg.version | json)) if pkg.version else "" }}
 {%-     endfor %}
     - require:
-      - pkgrepo: crane-package-repo-pkgrepo-managed
+      - {{ repo_req | yaml(false) }}
+{%-     if trusted_apt %}
+      - cmd: crane-package-repo-refresh-cmd-run
+{%-     endif %}
 {%-   else %}
     - sources:
 {%-     for key, pkg in crane.packages.items() %}
