@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from .formula import SPENT
 from .harness import Cluster
 from .spec import isolated_spec
 
@@ -76,3 +77,6 @@ def pytest_terminal_summary(terminalreporter):
     for name, timings in TIMINGS.items():
         parts = [f"{key}={value:.1f}s" for key, value in timings.items() if value is not None]
         terminalreporter.write_line(f"cluster {name}: {' '.join(parts)}")
+    if SPENT:
+        parts = [f"{label}={seconds:.1f}s" for label, seconds in SPENT.items()]
+        terminalreporter.write_line(f"state.apply crane: {' '.join(parts)}")
