@@ -988,3 +988,37 @@ def merge_discovered(groups_to_nodes, discovered_per_node):
         else:
             disagreements[group] = _disagreement(group, variants, examples, missing)
     return gres_per_group, disagreements
+
+
+def nodes_from_mine(discovered_by_minion, host_by_minion):
+    """``{host name: entries}`` from two mine answers keyed by minion id: the discovered
+    gres entries and each minion's host name (craned matches host names, not minion ids).
+    A minion without a host name or with an answer that is not a list is left out."""
+    nodes = {}
+    for minion, entries in (discovered_by_minion or {}).items():
+        host = (host_by_minion or {}).get(minion)
+        if host and isinstance(entries, list):
+            nodes[host] = entries
+    return nodes
+
+
+def fill_config(config, discovered_per_node):
+    """Automatic mode: ``(config, problems)`` where each ``Nodes`` group without a ``gres``
+    key of its own gets what its nodes discovered (nothing when they have no accelerators),
+    and ``problems`` is ``{group: message}`` for groups whose nodes disagree or sent no data.
+    ``config`` itself is not changed."""
+    merged, problems = merge_discovered(groups_to_nodes(config), discovered_per_node)
+    filled = dict(config)
+    groups = []
+    for group in config.get("Nodes") or []:
+        key = _scalar_text(group["name"]) if isinstance(group, dict) and "name" in group else None
+        if key is not None and "gres" in group:
+            problems.pop(key, None)  # the pillar's own gres wins
+            groups.append(group)
+        elif merged.get(key):
+            groups.append({**group, "gres": merged[key]})
+        else:
+            groups.append(group)
+    if "Nodes" in config:
+        filled["Nodes"] = groups
+    return filled, problems
