@@ -1,0 +1,278 @@
+"""
+Pure planning logic for rolling upgrades and restarts of a CraneSched cluster.
+
+The ``crane`` runner drives the cluster; everything here works on plain data so it can be
+unit tested and reused (batching, canary choice, which drains belong to the formula, plan
+and summary text, and availability figures from cinfo samples).
+"""
+
+import math
+import re
+
+REASON_PREFIX = "crane-formula: "
+MAX_REASON = 200
+STRATEGIES = ("rolling", "all-at-once")
+UNAVAILABLE_RESOURCES = ("down",)
+
+
+# --- drain reasons --------------------------------------------------------------------------
+
+
+def drain_reason(action, version=None):
+    """The formula's own drain reason, e.g. ``crane-formula: upgrade to 1.1.3``."""
+    if action == "upgrade":
+        return f"{REASON_PREFIX}upgrade to {version}"
+    return f"{REASON_PREFIX}rolling restart"
+
+
+def is_ours(reason):
+    """True when a drain reason was set by the formula (this or an earlier run)."""
+    return str(reason or "").startswith(REASON_PREFIX)
+
+
+def clean_reason(text):
+    """A reason ccontrol accepts: one line, no double quote, at most MAX_REASON characters."""
+    text = re.sub(r"\s+", " ", str(text).replace('"', "'")).strip()
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def failure_reason(base, step, detail=""):
+    """Drain reason of a node the run failed on: what was being done and what went wrong."""
+    text = f"{base} failed at {step}"
+    return clean_reason(f"{text}: {detail}" if detail else text)
+
+
+# --- versions --------------------------------------------------------------------------------
+
+
+def version_key(version):
+    """Sort key for version strings: numeric parts compare as numbers (1.1.10 > 1.1.9)."""
+    parts = re.split(r"[.+~-]", str(version or ""))
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
+
+
+def is_downgrade(current, target):
+    return bool(current) and version_key(target) < version_key(current)
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def batch_size(batch, total):
+    """Nodes per batch from a count (``2``) or a percentage (``25%``) of ``total``; at least 1.
+
+    Raises ValueError for anything else.
+    """
+    text = str(batch).strip()
+    if text.endswith("%"):
+        percent = float(text[:-1])
+        if not 0 < percent <= 100:
+            raise ValueError(f"batch percentage must be in (0, 100]: {batch!r}")
+        return max(1, math.ceil(total * percent / 100))
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"batch must be a positive count or a percentage: {batch!r}")
+    return int(text)
+
+
+def split_batches(nodes, batch, canary=1):
+    """``[[canary...], [batch], ...]``: ``canary`` nodes alone first, then batches of ``batch``.
+
+    ``batch`` is computed over all ``nodes`` (a percentage of the nodes to do).
+    """
+    nodes = list(nodes)
+    size = batch_size(batch, len(nodes))
+    canary = max(0, min(int(canary or 0), len(nodes)))
+    batches = [nodes[:canary]] if canary else []
+    rest = nodes[canary:]
+    batches += [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [b for b in batches if b]
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def build_plan(
+    action,
+    version,
+    strategy,
+    control,
+    control_version,
+    *,
+    compute,
+    login=None,
+    batch=1,
+    canary=1,
+    allow_down=(),
+):
+    """What a run will do, from the cluster's current state.
+
+    ``compute`` maps each compute node to ``{"version", "down", "reason"}`` (running craned
+    version, unavailable flag, drain reason or ""); ``login`` maps login minions to their
+    installed version. Nodes at the target version and allowed-down nodes are skipped.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}: {strategy!r}")
+    allow_down = set(allow_down or ())
+    skipped, todo = {}, []
+    for node in sorted(compute, key=natural_key):
+        info = compute[node]
+        if info.get("down") and node in allow_down:
+            skipped[node] = "down, allowed by allow_down: not touched"
+        elif action == "upgrade" and info.get("version") == version:
+            skipped[node] = f"already at {version}"
+        else:
+            todo.append(node)
+    control_todo = action == "restart" or control_version != version
+    login = login or {}
+    if action == "upgrade":
+        login_todo = sorted(m for m, v in login.items() if v != version)
+        skipped.update({m: f"already at {version}" for m in login if m not in login_todo})
+    else:
+        login_todo = sorted(login)
+    if strategy == "all-at-once":
+        batches = [todo] if todo else []
+    else:
+        batches = split_batches(todo, batch, canary)
+    return {
+        "action": action,
+        "version": version,
+        "strategy": strategy,
+        "reason": drain_reason(action, version),
+        "control": {
+            "minion": control,
+            "todo": control_todo,
+            "from": control_version,
+        },
+        "login": login_todo,
+        "batches": batches,
+        "canary": batches[0] if batches and strategy == "rolling" and canary else [],
+        "admin_drained": {
+            n: i["reason"]
+            for n, i in compute.items()
+            if i.get("reason") and not is_ours(i["reason"])
+        },
+        "skipped": skipped,
+    }
+
+
+def natural_key(name):
+    parts = re.split(r"([0-9]+)", str(name))
+    return [int(p) if i % 2 else p for i, p in enumerate(parts)]
+
+
+def render_plan(plan):
+    """The plan as text, one step a line."""
+    what = f"upgrade to {plan['version']}" if plan["action"] == "upgrade" else "rolling restart"
+    lines = [f"Plan: {what} ({plan['strategy']}), drain reason '{plan['reason']}'"]
+    control = plan["control"]
+    if control["todo"]:
+        frm = f" (from {control['from']})" if control["from"] else ""
+        lines.append(
+            f"  1. control {control['minion']}: back up cranectld's DB, {what}{frm}, "
+            "wait for cinfo and the nodes, restore manual drains"
+        )
+    else:
+        lines.append(f"  1. control {control['minion']}: skipped (already at {plan['version']})")
+    if plan["login"]:
+        lines.append(f"  2. login: {', '.join(plan['login'])}")
+    for index, nodes in enumerate(plan["batches"], 1):
+        label = "canary" if index == 1 and plan["canary"] else f"batch {index}"
+        lines.append(f"  {label}: {', '.join(nodes)}")
+    if not plan["batches"]:
+        lines.append("  compute: nothing to do")
+    for node, why in sorted(plan["skipped"].items(), key=lambda i: natural_key(i[0])):
+        lines.append(f"  skip {node}: {why}")
+    for node, reason in sorted(plan["admin_drained"].items()):
+        lines.append(f"  keep drained {node}: '{reason}' (not the formula's drain)")
+    return "\n".join(lines)
+
+
+# --- summary ---------------------------------------------------------------------------------
+
+
+def summary(report):
+    """Closing text: what was done, what failed and what the admin must do next.
+
+    ``report`` holds ``plan``, ``ok``, ``done`` (nodes), ``failed`` ({node or step: text}),
+    ``not_reached`` (nodes), ``skipped`` ({node: why}) and ``pillar_version``.
+    """
+    plan = report["plan"]
+    lines = [("SUCCESS: " if report["ok"] else "FAILED: ") + render_plan(plan).splitlines()[0]]
+    if report.get("done"):
+        lines.append(f"done: {', '.join(report['done'])}")
+    for what, text in report.get("failed", {}).items():
+        lines.append(f"failed: {what}: {text}")
+    if report.get("skipped"):
+        lines += [f"skipped: {n}: {why}" for n, why in report["skipped"].items()]
+    if report.get("not_reached"):
+        lines.append(f"not reached (untouched): {', '.join(report['not_reached'])}")
+    lines += next_steps(report)
+    return "\n".join(lines)
+
+
+def next_steps(report):
+    plan, steps = report["plan"], []
+    version, pillar = plan["version"], report.get("pillar_version")
+    if not report["ok"]:
+        steps.append(
+            "next: fix the cause above; nodes that failed stay drained with a reason starting "
+            f"'{REASON_PREFIX}'. Run the same command again: nodes already done are skipped."
+        )
+    if plan["action"] == "upgrade" and pillar is not None and str(pillar) != str(version):
+        steps.append(
+            f"next: set crane:version to '{version}' in the pillar. Until then a plain "
+            f"`state.apply crane` pins '{pillar or 'unset'}' and would change the packages back."
+        )
+    return steps
+
+
+# --- availability figures --------------------------------------------------------------------
+
+
+def unavailable_nodes(nodes, ignore=()):
+    """Names of nodes that cannot take jobs: down or drained (``nodes`` as crane.nodes)."""
+    return sorted(
+        name
+        for name, state in nodes.items()
+        if name not in ignore
+        and (state.get("resource") in UNAVAILABLE_RESOURCES or state.get("control") == "drain")
+    )
+
+
+def availability(samples, ignore=()):
+    """Figures of a run from cinfo samples ``[(seconds, nodes or None), ...]`` in time order.
+
+    ``nodes`` is ``{node: {"resource", "control"}}`` (crane.nodes) or None when cinfo did not
+    answer. Returns ``total`` (first to last sample), ``max_unavailable`` (most nodes at once),
+    ``longest_node`` ({"node", "seconds"}), ``per_node`` seconds and ``control_gaps`` (list of
+    seconds cinfo did not answer). A node counts as unavailable from the sample it is first
+    seen down or drained until the next sample it is seen available.
+    """
+    per_node, since, gaps = {}, {}, []
+    max_unavailable, gap_start = 0, None
+    for when, nodes in samples:
+        if nodes is None:
+            gap_start = when if gap_start is None else gap_start
+            continue
+        if gap_start is not None:
+            gaps.append(when - gap_start)
+            gap_start = None
+        down = set(unavailable_nodes(nodes, ignore))
+        max_unavailable = max(max_unavailable, len(down))
+        for node in down:
+            since.setdefault(node, when)
+        for node in [n for n in since if n not in down]:
+            per_node[node] = max(per_node.get(node, 0.0), when - since.pop(node))
+    end = samples[-1][0] if samples else 0.0
+    for node, start in since.items():
+        per_node[node] = max(per_node.get(node, 0.0), end - start)
+    if gap_start is not None:
+        gaps.append(end - gap_start)
+    longest = max(per_node.items(), key=lambda i: i[1], default=(None, 0.0))
+    return {
+        "total": end - samples[0][0] if samples else 0.0,
+        "max_unavailable": max_unavailable,
+        "longest_node": {"node": longest[0], "seconds": longest[1]},
+        "per_node": per_node,
+        "control_gaps": gaps,
+    }
