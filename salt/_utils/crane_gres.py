@@ -1022,3 +1022,18 @@ def fill_config(config, discovered_per_node):
     if "Nodes" in config:
         filled["Nodes"] = groups
     return filled, problems
+
+
+_NVIDIA_DEVICE = re.compile(r"/dev/nvidia(\d+)")
+
+
+def nvidia_minors(node, config):
+    """Minor numbers N of the ``/dev/nvidiaN`` files ``node``'s gres entries name, sorted:
+    what ``nvidia-modprobe -c N`` must create before craned starts."""
+    minors = set()
+    for _group, _entry, paths in _node_devices(node, _node_groups(config)):
+        for path in paths:
+            match = _NVIDIA_DEVICE.fullmatch(_scalar_text(path))
+            if match:
+                minors.add(int(match.group(1)))
+    return sorted(minors)

@@ -67,3 +67,15 @@ def test_fill_config_keeps_a_groups_own_gres():
 
 def test_fill_config_without_nodes():
     assert crane_gres.fill_config({"ControlMachine": "ctl"}, {}) == ({"ControlMachine": "ctl"}, {})
+
+
+def test_nvidia_minors_of_a_node():
+    config = copy.deepcopy(CONFIG)
+    config["Nodes"][1]["gres"] = [
+        dict(A100, DeviceFileRegex="/dev/nvidia[0-1]"),
+        {"name": "gpu", "type": "h100", "EnvInjector": "nvidia",
+         "DeviceFileList": ["/dev/nvidia3,/dev/nvidia-caps/nvidia-cap1"]},
+    ]  # fmt: skip
+    assert crane_gres.nvidia_minors("gpu2", config) == [0, 1, 3]
+    assert crane_gres.nvidia_minors("cn01", config) == []
+    assert crane_gres.nvidia_minors("other", config) == []
