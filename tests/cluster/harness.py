@@ -285,6 +285,11 @@ class Cluster:
                 os.mknod(device, stat.S_IFCHR, os.makedev(NVIDIA_MAJOR, minor))
                 device.chmod(0o666)
 
+    def rebuild_repo(self, broken: tuple[str, ...] = ()) -> None:
+        """Rebuild the served repository in place, with ``broken`` simulator versions (their
+        craned lacks csupervisor) besides the spec's versions; ``()`` removes them again."""
+        build_apt_repo(self.run_dir / "repo", self.spec.repo_versions, broken)
+
     def _serve_repo(self) -> None:
         """Build the apt repository (simulator packages when available) and serve it."""
         repo = self.run_dir / "repo"
@@ -664,7 +669,7 @@ def _parse_json(proc: subprocess.CompletedProcess, what: str):
         raise ClusterError(f"{what}: output is not JSON:\n{text[-2000:]}\n{proc.stderr}") from None
 
 
-def build_apt_repo(out_dir: pathlib.Path, versions) -> tuple[pathlib.Path, bool]:
+def build_apt_repo(out_dir: pathlib.Path, versions, broken=()) -> tuple[pathlib.Path, bool]:
     """Build the simulator's apt repository; an empty one when the simulator is absent."""
     try:
         from tests.cranesim.build import build_repo  # noqa: PLC0415 - optional, built elsewhere
@@ -674,7 +679,7 @@ def build_apt_repo(out_dir: pathlib.Path, versions) -> tuple[pathlib.Path, bool]
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "Packages").write_text("")
         return out_dir, False
-    return pathlib.Path(build_repo(out_dir, list(versions))), True
+    return pathlib.Path(build_repo(out_dir, list(versions), list(broken))), True
 
 
 def simulator_environment() -> dict[str, str]:
