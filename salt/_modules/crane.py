@@ -149,8 +149,8 @@ def settings(*layers):
     the formula's defaults, the os_family parameters and the pillar ``crane``; default: the
     pillar alone) plus what the formula derives:
     ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
-    ``config_notes`` on what was enforced), ``config_text``, ``database_text`` (control nodes
-    only), ``base_dir`` and ``no_role_comment``.
+    ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``
+    and ``no_role_comment``. The database settings themselves are left out: they are secret.
 
     CLI Example:
 
@@ -173,21 +173,42 @@ def settings(*layers):
     if "control" in data["roles"]:
         hosts = __utils__["crane_config.compute_hosts"](config)
         data["compute_nodes"] = __utils__["crane_hostlist.compress"](hosts) if hosts else ""
-    database = data.pop("database", None)
-    if "control" in data["roles"]:
-        data["database"] = database or {}
-        data["database_text"] = __utils__["crane_config.dump"](database or {}, header=CONFIG_HEADER)
+    # database.yaml's secrets never travel through SLS data (Salt logs rendered SLS at debug
+    # level): its template reads them from the pillar itself.
+    data["has_database"] = bool(data.pop("database", None))
     return data
 
 
 # --- validation ----------------------------------------------------------------------------
 
 
+def _database(database):
+    """database.yaml data: the argument, the pillar's (``True``), or None (``None``)."""
+    if database is True:
+        return _pillar_settings().get("database") or {}
+    return database
+
+
+def database_text():
+    """
+    database.yaml as the formula writes it, from the pillar ``crane:database``. It holds the
+    MongoDB credentials: the formula's template calls it on the control node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.database_text
+    """
+    return __utils__["crane_config.dump"](_database(True), header=CONFIG_HEADER)
+
+
 def validate_config(config=None, database=None):
     """
     Check a cluster config against CraneSched's own rules (host lists, memory format, cpu
     integers, gres rules, partitions, required keys, ports, listen addresses, timings) and,
-    when given, database.yaml data. Default config: the pillar's ``crane:config``.
+    when given, database.yaml data (``database=True``: the pillar's ``crane:database``).
+    Default config: the pillar's ``crane:config``.
 
     Returns ``{'valid': bool, 'errors': [...], 'warnings': [...]}``.
 
@@ -197,7 +218,7 @@ def validate_config(config=None, database=None):
 
         salt '*' crane.validate_config
     """
-    result = __utils__["crane_config.validate"](_config(config), database)
+    result = __utils__["crane_config.validate"](_config(config), _database(database))
     if not result["valid"]:
         __context__["retcode"] = 1
     return result

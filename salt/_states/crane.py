@@ -39,7 +39,8 @@ def config_valid(name, config=None, database=None, notes=None):
     config
         The cluster config (default: the pillar's ``crane:config``).
     database
-        database.yaml data to check too (control nodes).
+        database.yaml data to check too, or ``True`` for the pillar's ``crane:database``
+        (control nodes; keeps the secrets out of the SLS).
     notes
         What the formula enforced in the config (shown in the comment).
     """

@@ -119,17 +119,30 @@ def test_config_is_byte_identical_everywhere(minion):
     assert "cpu: 2\n" in text  # unquoted integers
 
 
-def test_database_only_on_control_and_never_shown(minion):
+def test_database_only_on_control_and_secrets_never_in_sls(minion):
     control = render(minion, "debian12", "control")
     database = args(control["crane-config-file-database-file-managed"])
     assert database["mode"] == "0600"
     assert database["user"] == "crane"
     assert database["show_changes"] is False
-    assert "DbReplSetName: crane_rs" in database["contents"]
-    for role in ("compute", "login"):
+    assert database["template"] == "jinja"
+    assert database["source"][-1] == "salt://crane/files/default/database.yaml.jinja"
+    assert args(control["crane-validate-config"])["database"] is True
+    for role in ("control", "compute", "login"):
         states = render(minion, "debian12", role)
-        assert not any("database" in sid for sid in states)
         assert "change-me" not in repr(states)
+        if role != "control":
+            assert not any("database" in sid for sid in states)
+
+
+def test_database_yaml_comes_from_the_pillar(minion):
+    pillar = pillar_for("repo", control=True)
+    text = minion.call(
+        "crane.database_text", grains=node_grains("debian12", "cranectl"), pillar=pillar
+    )
+    assert text.startswith("# Managed by Salt")
+    assert "DbReplSetName: crane_rs\n" in text
+    assert "DbPassword: change-me\n" in text
 
 
 def test_compute_config_waits_for_gres_gate(minion):

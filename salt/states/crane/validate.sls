@@ -7,7 +7,8 @@ crane-validate-config:
     - name: {{ crane.config_dir }}/config.yaml
     - config: {{ crane.config | json }}
 {%- if "control" in crane.roles %}
-    - database: {{ crane.database | json }}
+    {#- the state reads database.yaml's secrets from the pillar itself #}
+    - database: true
 {%- endif %}
     - notes: {{ crane.config_notes | json }}
     - failhard: true

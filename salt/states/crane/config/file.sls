@@ -29,7 +29,8 @@ crane-config-file-config-file-managed:
 crane-config-file-database-file-managed:
   file.managed:
     - name: {{ crane.config_dir }}/database.yaml
-    - contents: {{ crane.database_text | json }}
+    - source: {{ files_switch("database.yaml.jinja") }}
+    - template: jinja
     - user: {{ crane.user }}
     - group: {{ crane.group }}
     - mode: "0600"
