@@ -1,0 +1,304 @@
+"""Converge rows: ``state.apply crane`` on a booted test cluster, against a plain SLS.
+
+The cluster (control node, three compute nodes, one with fake GPUs, a login node) boots on a
+bridge and subnet of its own. Figures:
+
+* bare nodes to every compute node idle in cinfo with ``salt '*' state.apply crane``; compared
+  with the same nodes rebooted bare (their overlays are discarded) and converged by a plain
+  SLS to the same end;
+* an idempotent re-apply of ``crane``, compared with applying the plain SLS to the converged
+  cluster; the difference is the share of the re-apply spent outside Salt's own work.
+
+The plain SLS is made from each minion's own ``state.show_sls crane``: the same packages, files,
+directories, users, grains and services with the same arguments and requisites, as literal
+data, minus the formula's logic (its map.jinja/settings, its custom ``crane.*`` states: config
+and gres validation, daemon health, the cinfo wait; and its ``test.*`` notices). It lives in a
+file root of the benchmark's own, added to the cluster master's file_roots.
+"""
+
+import json
+import pathlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import crane_cinfo
+import yaml
+
+from bench.registry import benchmark
+from bench.table import Row
+from tests.cluster import demo, harness
+from tests.cluster.spec import isolated_spec
+
+SECTION = "converge"
+CLUSTER_NAME = "cfbench"
+SUBNET = "10.213.30.0/24"
+PLAIN_SLS = "bench_plain"
+# Salt's own state modules the formula uses; everything else in its lowstate is its logic.
+PLAIN_MODULES = {"pkgrepo", "pkg", "file", "user", "group", "service", "grains"}
+REQUISITES = ("require", "watch", "onchanges", "onfail", "prereq", "listen", "use")
+APPLY_TIMEOUT = 900
+IDLE_TIMEOUT = 300
+REPEATS = 3
+FIGURES = (
+    "state.apply crane: bare nodes to all compute nodes idle",
+    "state.apply crane: idempotent re-apply",
+    "share of the re-apply outside Salt's own work",
+)
+
+
+def log(message):
+    print(f"[converge] {message}", file=sys.stderr, flush=True)
+
+
+def skipped(reason):
+    """One row per figure, none measured, each saying why."""
+    return [Row(SECTION, figure, None, "s", note=reason) for figure in FIGURES]
+
+
+def missing_prerequisites():
+    """Why nodes cannot be booted here (empty when they can)."""
+    return demo.missing_prerequisites()
+
+
+# --- the plain SLS -------------------------------------------------------------------------
+
+
+def plain_states(highstate):
+    """One minion's ``state.show_sls crane`` as a plain SLS: Salt's own states only."""
+    kept = {}
+    for state_id, body in highstate.items():
+        modules = [key for key in body if not key.startswith("__")]
+        if len(modules) != 1 or modules[0] not in PLAIN_MODULES:
+            continue
+        kept[state_id] = (modules[0], body[modules[0]])
+    plain = {}
+    for state_id, (module, args) in kept.items():
+        clean = []
+        for arg in args:
+            if isinstance(arg, dict) and len(arg) == 1:
+                key, value = next(iter(arg.items()))
+                if key.removesuffix("_in") in REQUISITES:
+                    value = [
+                        req
+                        for req in value
+                        if not isinstance(req, dict) or all(v in kept for v in req.values())
+                    ]
+                    if not value:
+                        continue
+                clean.append({key: value})
+            else:
+                clean.append(arg)
+        plain[state_id] = {module: clean}
+    return plain
+
+
+def write_plain_sls(root, show_sls):
+    """``<root>/bench_plain/init.sls``: each minion's plain states, chosen by its id."""
+    blocks = []
+    for index, (minion, highstate) in enumerate(sorted(show_sls.items())):
+        if not isinstance(highstate, dict):
+            raise RuntimeError(f"state.show_sls crane failed on {minion}: {highstate}")
+        keyword = "if" if index == 0 else "elif"
+        text = yaml.safe_dump(plain_states(highstate), default_flow_style=False, width=1000)
+        blocks.append(f"{{% {keyword} grains['id'] == {json.dumps(minion)} %}}")
+        blocks.append(f"{{% raw %}}\n{text}{{% endraw %}}")
+    blocks.append("{% endif %}")
+    path = pathlib.Path(root) / PLAIN_SLS / "init.sls"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(blocks) + "\n")
+    return path
+
+
+# --- applying and waiting ------------------------------------------------------------------
+
+
+def summarize(returns):
+    """(failed state count, changed state count, seconds in crane.* states) of a state run."""
+    failed = changed = 0
+    formula_ms = 0.0
+    for minion, states in returns.items():
+        if not isinstance(states, dict):
+            raise RuntimeError(f"{minion} did not run the states: {str(states)[:300]}")
+        for key, result in states.items():
+            if result.get("result") is False:
+                failed += 1
+            if result.get("changes"):
+                changed += 1
+            if key.startswith(("crane_|", "test_|")):
+                formula_ms += float(result.get("duration") or 0)
+    return failed, changed, formula_ms / 1000
+
+
+def apply(cluster, sls):
+    """``salt '*' state.apply SLS``: (seconds, (failed, changed, crane.* seconds))."""
+    argv = ["--out=json", "--static", f"--timeout={APPLY_TIMEOUT}", "*", "state.apply", sls]
+    start = time.perf_counter()
+    proc = cluster.salt_cli(*argv, timeout=APPLY_TIMEOUT + 60)
+    seconds = time.perf_counter() - start
+    try:
+        returns = json.loads(proc.stdout)
+    except ValueError:
+        raise RuntimeError(f"state.apply {sls}: no JSON ({proc.stdout[-300:]!r})") from None
+    missing = set(cluster.spec.hostnames()) - set(returns)
+    if missing:
+        raise RuntimeError(f"state.apply {sls}: no answer from {sorted(missing)}")
+    return seconds, summarize(returns)
+
+
+def idle_nodes(cluster):
+    """Compute nodes cinfo on the control node shows idle (not drained), or None."""
+    control = cluster.spec.hostnames("control")[0]
+    result = cluster.sh(control, "cinfo --json", timeout=30)
+    if result.returncode != 0:
+        return None
+    try:
+        nodes = crane_cinfo.nodes_from_partitions(crane_cinfo.parse_cinfo_json(result.stdout))
+    except crane_cinfo.CinfoParseError:
+        return None
+    return {name for name, state in nodes.items() if crane_cinfo.state_matches(state, ["idle"])}
+
+
+def wait_all_idle(cluster, timeout=IDLE_TIMEOUT):
+    wanted = set(cluster.spec.hostnames("compute"))
+    deadline = time.monotonic() + timeout
+    while True:
+        idle = idle_nodes(cluster) or set()
+        if wanted <= idle:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not idle in cinfo after {timeout}s: {sorted(wanted - idle)}")
+        time.sleep(0.5)
+
+
+def converge(cluster, sls):
+    """Seconds from ``state.apply SLS`` on bare nodes until every compute node is idle."""
+    start = time.perf_counter()
+    apply_seconds, (failed, changed, _) = apply(cluster, sls)
+    if failed:
+        raise RuntimeError(f"state.apply {sls} on bare nodes: {failed} states failed")
+    wait_all_idle(cluster)
+    return time.perf_counter() - start, apply_seconds, changed
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+
+class BenchCluster(harness.Cluster):
+    """The test cluster, with one more file root on its master for the plain SLS."""
+
+    def __init__(self, spec, extra_root, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.extra_root = str(extra_root)
+
+    def _start_master(self):
+        # The master reads master.d/*.conf next to its config file, after it.
+        roots = [str(self.repo_root / "salt" / "states"), str(self.repo_root / "salt")]
+        roots.append(self.extra_root)
+        include = self.master_dir / "master.d"
+        include.mkdir(parents=True, exist_ok=True)
+        (include / "bench.conf").write_text(json.dumps({"file_roots": {"base": roots}}))
+        super()._start_master()
+
+
+def reboot_bare(cluster):
+    """Every node rebooted from the clean image (the formula's work is discarded)."""
+    for name in cluster.spec.hostnames():
+        cluster.stop_node(name)
+    for name in cluster.spec.hostnames():
+        cluster.start_node(name)
+
+
+@benchmark("converge")
+def converge_rows(quick):
+    if quick:
+        return skipped("skipped with --quick: these rows boot a test cluster")
+    missing = missing_prerequisites()
+    if missing:
+        return skipped("skipped: nodes cannot be booted here, missing " + "; ".join(missing))
+    spec = isolated_spec(CLUSTER_NAME, SUBNET)
+    extra_root = tempfile.mkdtemp(prefix="crane-bench-plain-")
+    try:
+        with BenchCluster(spec, extra_root, log=log) as cluster:
+            return measure(cluster, extra_root)
+    finally:
+        shutil.rmtree(extra_root, ignore_errors=True)
+
+
+def measure(cluster, extra_root):
+    spec = cluster.spec
+    shape = (
+        f"{len(spec.nodes)} nodes: {len(spec.hostnames('compute'))} compute "
+        f"({sum(1 for n in spec.nodes if n.gpus)} with GPUs), control, login"
+    )
+    log("state.apply crane on bare nodes")
+    ours_converge, ours_apply, ours_changed = converge(cluster, "crane")
+    show = cluster.salt("*", "state.show_sls", "crane", timeout=300)
+    write_plain_sls(extra_root, show)
+    log("warm-up: the plain SLS on the converged cluster")
+    _seconds, (failed, changed, _) = apply(cluster, PLAIN_SLS)
+    if failed:
+        raise RuntimeError(f"the plain SLS failed {failed} states on the converged cluster")
+    plain_changes = changed
+    reapply, plain, crane_state_seconds, reapply_changes = [], [], [], 0
+    for round_ in range(REPEATS):
+        log(f"re-apply round {round_ + 1}/{REPEATS}")
+        seconds, (failed, changed, formula_seconds) = apply(cluster, "crane")
+        if failed:
+            raise RuntimeError(f"re-apply of crane: {failed} states failed")
+        reapply.append(seconds)
+        crane_state_seconds.append(formula_seconds)
+        reapply_changes = max(reapply_changes, changed)
+        seconds, (failed, changed, _) = apply(cluster, PLAIN_SLS)
+        if failed:
+            raise RuntimeError(f"plain SLS: {failed} states failed")
+        plain.append(seconds)
+        plain_changes = max(plain_changes, changed)
+    log("rebooting every node bare; the plain SLS on bare nodes")
+    reboot_bare(cluster)
+    plain_converge, plain_apply, _ = converge(cluster, PLAIN_SLS)
+
+    ours_re, plain_re = statistics.median(reapply), statistics.median(plain)
+    share = (ours_re - plain_re) / ours_re * 100
+    boot = cluster.timings.get("boot_to_minions")
+    boot_note = f"; nodes booted to minions in {boot:.0f} s (not counted)" if boot else ""
+    rows = [
+        Row(
+            SECTION,
+            f"{FIGURES[0]} ({shape})",
+            ours_converge,
+            "s",
+            "plain SLS, same nodes rebooted bare, to all idle",
+            plain_converge,
+            f"one run each; state.apply returned after {ours_apply:.1f} s "
+            f"(plain: {plain_apply:.1f} s), then cinfo polled every 0.5 s; "
+            f"{ours_changed} states changed{boot_note}",
+        ),
+        Row(
+            SECTION,
+            FIGURES[1],
+            ours_re,
+            "s",
+            "plain SLS, same files and services, converged cluster",
+            plain_re,
+            f"median of {REPEATS} alternating runs; states changed: crane {reapply_changes}, "
+            f"plain {plain_changes} (0 = idempotent)",
+        ),
+        Row(
+            SECTION,
+            FIGURES[2],
+            share,
+            "%",
+            note=(
+                f"(re-apply - plain apply) / re-apply = ({ours_re:.1f} - {plain_re:.1f}) / "
+                f"{ours_re:.1f}; the formula's crane.*/test.* states themselves took "
+                f"{statistics.median(crane_state_seconds):.1f} s summed over all minions"
+            ),
+        ),
+    ]
+    left = cluster.stop()
+    if left:
+        log(f"teardown left: {left}")
+    return rows
