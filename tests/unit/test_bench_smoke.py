@@ -1,26 +1,29 @@
 """Smoke run of the benchmark package: ``python -m bench --quick`` in-process.
 
-Asserts the table's shape and that the host-list rows carry numbers; never timings.
+Asserts the table's shape and that the rows carry numbers (or say why not); never timings.
 """
 
 import re
 
 import pytest
 
-from bench import registry
+from bench import config_scale, registry
 from bench.__main__ import main
 from bench.table import Row, format_table
-
-# The host-list rows compare against these two; without them (e.g. the Salt 3006 venv)
-# the rows would carry no baseline numbers, so the smoke run is skipped there.
-pytest.importorskip("hostlist", reason="python-hostlist (a benchmark baseline) not installed")
-pytest.importorskip("ClusterShell", reason="ClusterShell (a benchmark baseline) not installed")
 
 NUMBER = r"[0-9][0-9,]*(\.[0-9]+)?"
 
 
 @pytest.fixture(scope="module")
-def quick_rows():
+def baselines():
+    # The host-list rows compare against these two; without them (e.g. the Salt 3006 venv)
+    # the rows would carry no baseline numbers, so those smoke tests are skipped there.
+    pytest.importorskip("hostlist", reason="python-hostlist (a benchmark baseline) not installed")
+    pytest.importorskip("ClusterShell", reason="ClusterShell (a benchmark baseline) not installed")
+
+
+@pytest.fixture(scope="module")
+def quick_rows(baselines):
     registry.discover()
     rows, failed = registry.run(quick=True, only="hostlist")
     assert failed == []
@@ -46,7 +49,7 @@ def test_host_list_rows_are_numeric_and_checked(quick_rows):
         assert "hosts" in row.note  # the same-host-set verdict (or why not)
 
 
-def test_main_prints_one_table_with_the_host_list_rows(capsys):
+def test_main_prints_one_table_with_the_host_list_rows(baselines, capsys):
     assert main(["--quick", "--only", "hostlist"]) == 0
     out = capsys.readouterr().out
     header = [line for line in out.splitlines() if line.startswith("SECTION")]
@@ -86,3 +89,85 @@ def test_table_marks_missing_values_and_ratio_direction():
     assert "3.0x" in text
     assert "2.0x" in text
     assert "n/a" in text
+
+
+# --- config at scale -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def config_rows():
+    registry.discover()
+    rows, failed = registry.run(quick=True, only="config scale")
+    assert failed == [], rows
+    return rows
+
+
+def test_config_rows_cover_every_quick_size(config_rows):
+    assert len(config_rows) == 5 * len(config_scale.QUICK_SIZES)
+    assert {row.section for row in config_rows} == {"config scale"}
+    for nodes, groups in config_scale.QUICK_SIZES:
+        label = config_scale.label(nodes, groups)
+        figures = [row.figure for row in config_rows if label in row.figure]
+        assert len(figures) == 5, label
+    units = sorted(row.unit for row in config_rows)
+    sizes = len(config_scale.QUICK_SIZES)
+    assert units == sorted(["ms"] * 3 * sizes + ["MiB"] * sizes + ["KiB"] * sizes)
+
+
+def test_config_rows_are_numeric_and_name_their_baseline(config_rows):
+    for row in config_rows:
+        assert row.ours > 0, row
+        assert row.baseline_value > 0, row
+        assert row.baseline, row
+        assert row.ratio == pytest.approx(row.baseline_value / row.ours)
+
+
+def test_rendered_config_keeps_node_groups_compressed(config_rows):
+    sizes = [row for row in config_rows if row.unit == "KiB"]
+    assert len(sizes) == len(config_scale.QUICK_SIZES)
+    for row in sizes:
+        assert "kept compressed (checked)" in row.note
+    # same groups, more nodes: the written config does not grow with the node count
+    one_group = [row.ours for row in sizes if "in 1 group" in row.figure]
+    assert len(one_group) >= 2
+    assert max(one_group) - min(one_group) < 0.1
+
+
+def test_config_rows_report_growth_with_node_count(config_rows):
+    grown = [row for row in config_rows if "40 nodes in 1 group" in row.figure]
+    assert any(re.search(r"x[0-9.]+ for x4 nodes", row.note) for row in grown)
+
+
+def test_benchmark_pillar_is_realistic_and_valid():
+    config = config_scale.cluster_config(1000, 100)
+    assert len(config["Nodes"]) == 100
+    assert config["Nodes"][0]["name"] == "cn[0001-0010]"
+    assert sum("gres" in group for group in config["Nodes"]) == 10
+    assert config_scale.crane_config.validate(config)["valid"]
+    hosts = config_scale.crane_config.compute_hosts(config)
+    assert len(hosts) == 1000
+    assert config_scale.node_names(10000)[-1] == "cn10000"
+
+
+def test_compressed_check_rejects_expanded_groups():
+    config = config_scale.cluster_config(10, 1)
+    text = config_scale.crane_config.dump(config)
+    config_scale.check_compressed(text, config)
+    expanded = dict(
+        config, Nodes=[dict(config["Nodes"][0], name=f"cn{n:04d}") for n in range(1, 11)]
+    )
+    with pytest.raises(AssertionError, match="node groups"):
+        config_scale.check_compressed(config_scale.crane_config.dump(expanded), config)
+
+
+# --- cluster rows in a quick run -----------------------------------------------------------
+
+
+def test_quick_run_skips_cluster_rows_with_a_reason():
+    registry.discover()
+    rows, failed = registry.run(quick=True, only="converge")
+    assert failed == []
+    assert rows
+    for row in rows:
+        assert row.ours is None
+        assert "--quick" in row.note
