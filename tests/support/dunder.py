@@ -1,0 +1,47 @@
+"""Load one of the formula's Salt modules as a plain Python module with chosen dunders.
+
+Unit tests call the functions directly: ``__utils__`` maps to the real utilities, while
+``__salt__`` and the rest are what the test injects.
+"""
+
+import importlib.util
+import pathlib
+
+import crane_cinfo
+import crane_config
+import crane_gres
+import crane_hostlist
+
+SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
+UTIL_MODULES = (crane_cinfo, crane_config, crane_gres, crane_hostlist)
+
+
+def real_utils():
+    """``__utils__`` as the Salt loader would build it from salt/_utils."""
+    utils = {}
+    for module in UTIL_MODULES:
+        name = module.__name__
+        for attr in dir(module):
+            value = getattr(module, attr)
+            if callable(value) and not attr.startswith("_"):
+                utils[f"{name}.{attr}"] = value
+    return utils
+
+
+def load(kind, name="crane", **dunders):
+    """Import ``salt/<kind>/<name>.py`` fresh and set its dunders."""
+    path = SALT_DIR / kind / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"crane_test_{kind}_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    defaults = {
+        "__utils__": real_utils(),
+        "__salt__": {},
+        "__grains__": {},
+        "__pillar__": {},
+        "__opts__": {"test": False},
+        "__context__": {},
+    }
+    for key, value in {**defaults, **dunders}.items():
+        setattr(module, key, value)
+    return module

@@ -1,0 +1,284 @@
+"""The crane execution module, with CraneSched's commands replaced by canned output."""
+
+import json
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+from tests.support.caller import example_pillar
+from tests.support.dunder import load
+
+CINFO_JSON = json.dumps(
+    {
+        "ok": True,
+        "partitions": [
+            {
+                "name": "CPU*",
+                "state": "PARTITION_UP",
+                "craned_lists": [
+                    {
+                        "resource_state": "CRANE_IDLE",
+                        "control_state": "CRANE_NONE",
+                        "power_state": "CRANE_POWER_IDLE",
+                        "count": 1,
+                        "craned_list_regex": "cn01",
+                        "reason": "",
+                    },
+                    {
+                        "resource_state": "CRANE_IDLE",
+                        "control_state": "CRANE_DRAIN",
+                        "power_state": "CRANE_POWER_IDLE",
+                        "count": 1,
+                        "craned_list_regex": "cn02",
+                        "reason": "disk swap",
+                    },
+                ],
+            },
+            {
+                "name": "GPU",
+                "state": "PARTITION_UP",
+                "craned_lists": [
+                    {
+                        "resource_state": "CRANE_DOWN",
+                        "control_state": "CRANE_NONE",
+                        "power_state": "CRANE_POWER_IDLE",
+                        "count": 1,
+                        "craned_list_regex": "cn03",
+                        "reason": "",
+                    }
+                ],
+            },
+        ],
+    }
+)
+
+
+class Commands:
+    """A fake ``cmd.run_all`` answering by the command's name, recording every call."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.calls = []
+
+    def __call__(self, argv, **kwargs):
+        self.calls.append(list(argv))
+        name = argv[0].rsplit("/", 1)[-1]
+        answer = self.answers[name]
+        result = answer(argv) if callable(answer) else answer
+        return {"retcode": 0, "stdout": "", "stderr": "", **result}
+
+
+@pytest.fixture
+def pillar():
+    return example_pillar(control=True)
+
+
+def module(pillar, answers=None, host="cranectl", bin_dir="/opt/crane/bin"):
+    pillar["crane"]["bin_dir"] = bin_dir
+    commands = Commands(answers or {})
+    mod = load(
+        "_modules",
+        __salt__={"cmd.run_all": commands},
+        __pillar__=pillar,
+        __grains__={"host": host, "nodename": host, "id": host},
+    )
+    mod.os.access = lambda path, mode: path.startswith(bin_dir)
+    return mod, commands
+
+
+def test_roles_follow_the_host_name(pillar):
+    assert module(pillar, host="cranectl")[0].roles() == ["control"]
+    assert module(pillar, host="cn02")[0].roles() == ["compute"]
+    assert module(pillar, host="login01")[0].roles() == ["login"]
+    assert module(pillar, host="elsewhere")[0].roles() == []
+
+
+def test_settings_derive_packages_services_ports(pillar):
+    crane, _ = module(pillar, host="cranectl")
+    data = crane.settings(
+        {"role_packages": {"control": ["cranectld", "frontend"]}}, pillar["crane"]
+    )
+    assert data["roles"] == ["control"]
+    assert list(data["packages"]) == ["cranectld", "frontend"]
+    assert data["packages"]["cranectld"]["version"] == "1.1.2"
+    assert data["services"] == ["cranectld"]
+    assert data["ports"] == [10011, 10013]
+    assert data["compute_nodes"] == "cn[01-03]"
+    assert data["has_database"] is True and "database" not in data
+    assert "change-me" not in repr(data)
+
+
+def test_settings_later_layers_win_and_layers_are_not_changed(pillar):
+    crane, _ = module(pillar)
+    defaults = {"verify": {"timeout": 180, "interval": 5}, "config": {}}
+    data = crane.settings(
+        defaults, {"verify": {"timeout": 30}, "config": pillar["crane"]["config"]}
+    )
+    assert data["verify"] == {"timeout": 30, "interval": 5}
+    assert defaults == {"verify": {"timeout": 180, "interval": 5}, "config": {}}
+
+
+def test_no_role_comment_explains_a_minion_id_match(pillar):
+    crane, _ = module(pillar, host="node7")
+    crane.__grains__["id"] = "cn01"
+    comment = crane.settings(pillar["crane"])["no_role_comment"]
+    assert "minion id 'cn01' is in the cluster config but craned matches the host name" in comment
+
+
+def test_validate_config_sets_retcode_and_checks_database(pillar):
+    crane, _ = module(pillar)
+    assert crane.validate_config(database=True)["valid"] is True
+    del pillar["crane"]["database"]["DbReplSetName"]
+    result = crane.validate_config(database=True)
+    assert result["valid"] is False
+    assert crane.__context__["retcode"] == 1
+
+
+def test_database_text_is_canonical_yaml(pillar):
+    crane, _ = module(pillar)
+    text = crane.database_text()
+    assert text.splitlines()[0].startswith("# Managed by Salt")
+    assert "DbReplSetName: crane_rs" in text
+
+
+def test_hostlists(pillar):
+    crane, _ = module(pillar)
+    assert crane.expand_hostlist("cn[01-03]") == ["cn01", "cn02", "cn03"]
+    assert crane.compress_hostlist("cn01,cn02,cn03") == "cn[01-03]"
+    with pytest.raises(CommandExecutionError, match="isolated bracket"):
+        crane.expand_hostlist("cn[01")
+
+
+def test_config_hash(tmp_path, pillar):
+    crane, _ = module(pillar)
+    path = tmp_path / "config.yaml"
+    assert crane.config_hash(str(path)) is None
+    path.write_text("a: 1\n")
+    first = crane.config_hash(str(path))
+    path.write_text("a: 2\n")
+    assert crane.config_hash(str(path)) != first
+
+
+def test_cinfo_nodes_and_health(pillar):
+    crane, commands = module(pillar, {"cinfo": {"stdout": CINFO_JSON}})
+    nodes = crane.nodes()
+    assert nodes["cn02"]["control"] == "drain"
+    assert commands.calls[0] == ["/opt/crane/bin/cinfo", "--json"]
+    report = crane.health()
+    assert report["healthy"] is False
+    assert report["down"] == ["cn03"]
+    assert report["drained"] == {"cn02": "disk swap"}
+    assert crane.__context__["retcode"] == 1
+    crane.__context__.clear()
+    assert crane.health(nodes="cn01")["healthy"] is True
+    assert "retcode" not in crane.__context__
+
+
+def test_unreachable_cranectld_is_an_error_not_an_empty_cluster(pillar):
+    down = {
+        "retcode": 3,
+        "stderr": "Failed to query cluster information: Connection to CraneCtld is broken.",
+    }
+    crane, _ = module(pillar, {"cinfo": down})
+    with pytest.raises(CommandExecutionError, match="cranectld is unreachable"):
+        crane.cinfo()
+
+
+def test_cinfo_falls_back_to_the_table(pillar):
+    table = (
+        "PARTITION AVAIL NODES STATE            NODELIST\n"
+        "CPU*      up    2     idle[power_idle] cn[01-02]\n"
+    )
+
+    def answer(argv):
+        return (
+            {"retcode": 1, "stderr": "unknown flag: --json"}
+            if "--json" in argv
+            else {"stdout": table}
+        )
+
+    crane, _ = module(pillar, {"cinfo": answer})
+    (partition,) = crane.cinfo()
+    assert partition["name"] == "CPU" and partition["groups"][0]["nodes"] == ["cn01", "cn02"]
+
+
+def test_drain_and_resume_pass_ccontrols_arguments(pillar):
+    ok = {
+        "stdout": "Nodes cn01, cn02 modified successfully, please wait for a few minutes for "
+        "the node state to fully update."
+    }
+    crane, commands = module(pillar, {"ccontrol": ok})
+    assert crane.drain(["cn02", "cn01"], "disk swap")["modified"] == ["cn01", "cn02"]
+    assert commands.calls[-1][1:] == [
+        "update",
+        "nodename=cn[01-02]",
+        "state=drain",
+        'reason="disk swap"',
+    ]
+    crane.resume("cn[01-02]")
+    assert commands.calls[-1][1:] == ["update", "nodename=cn[01-02]", "state=resume", 'reason=""']
+
+
+def test_drain_failures_raise(pillar):
+    refused = {
+        "retcode": 2,
+        "stderr": "change node state failed: Failed to modify node: cn03. "
+        "Reason: Can't change the state of a DOWN node!.",
+    }
+    crane, _ = module(pillar, {"ccontrol": refused})
+    with pytest.raises(CommandExecutionError, match="DOWN node"):
+        crane.drain("cn03", "maintenance")
+    with pytest.raises(CommandExecutionError, match="needs a reason"):
+        crane.drain("cn03", " ")
+
+
+def test_show_node(pillar):
+    text = (
+        "NodeName=cn01 State=idle[power_idle] CPU=2.00 AllocCPU=0.00 FreeCPU=2.00\n"
+        "\tRealMemory=2048M AllocMem=0 FreeMem=2048M\n"
+        "\tGres=None AllocGres=None FreeGres=None\n"
+        "\tSockets=1\n"
+        "\tPartition=CPU RunningJob=1 Version=1.1.3\n"
+        "\tOs=Linux 6.1.0 #1 SMP\n"
+        "\tBootTime=2026-11-29 04:00:00 CranedStartTime=2026-11-29 04:01:00\n"
+        "\tLastBusyTime=unknown\n"
+    )
+    crane, commands = module(pillar, {"ccontrol": {"stdout": text}})
+    node = crane.show_node("cn01")["cn01"]
+    assert (node["version"], node["running_jobs"]) == ("1.1.3", 1)
+    assert commands.calls[-1][1:] == ["show", "node", "cn01"]
+
+
+def test_missing_binary_is_a_clear_error(pillar, monkeypatch):
+    crane, _ = module(pillar, bin_dir="")
+    monkeypatch.setattr(crane.salt.utils.path, "which", lambda name: None)
+    with pytest.raises(CommandExecutionError, match="cinfo not found"):
+        crane.cinfo()
+
+
+def test_daemon_report_reads_systemd_and_the_log(tmp_path, pillar):
+    log = tmp_path / "craned.log"
+    log.write_text("".join(f"line {n}\n" for n in range(30)) + "Illegal memory format.\n")
+    show = (
+        "ActiveState=activating\nSubState=auto-restart\nMainPID=0\nNRestarts=4\n"
+        "ExecMainStatus=1\nLoadState=loaded\nActiveEnterTimestampMonotonic=0\n"
+    )
+    crane, _ = module(
+        pillar,
+        {
+            "systemctl": {"stdout": show},
+            "journalctl": {"stdout": "craned exited: Illegal memory format."},
+        },
+    )
+    report = crane.daemon_report("craned", log_file=str(log), lines=5)
+    assert report["active"] is False
+    assert report["state"] == "activating/auto-restart"
+    assert report["restarts"] == 4
+    assert report["log"].splitlines() == [
+        "line 26",
+        "line 27",
+        "line 28",
+        "line 29",
+        "Illegal memory format.",
+    ]
+    assert "Illegal memory format." in report["journal"]
