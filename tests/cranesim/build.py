@@ -87,7 +87,7 @@ def _launcher(component, program):
     if program not in SIMULATED:
         return _unsimulated(component, program)
     text = (
-        "#!/usr/bin/python3 -I\n"
+        "#!/usr/bin/python3 -IB\n"
         f'"""{program} (CraneSched simulator)."""\n'
         "import sys\n\n"
         f'sys.path.insert(0, "/usr/lib/cranesim/{component}")\n'
@@ -99,7 +99,7 @@ def _launcher(component, program):
 
 def _unsimulated(component, program):
     text = (
-        "#!/usr/bin/python3 -I\n"
+        "#!/usr/bin/python3 -IB\n"
         "import sys\n\n"
         f'sys.path.insert(0, "/usr/lib/cranesim/{component}")\n'
         "from cranesim import frontend  # noqa: E402\n\n"
