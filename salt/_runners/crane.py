@@ -8,6 +8,7 @@ utility, this module talks to the minions.
 """
 
 import logging
+import re
 import sys
 import time
 
@@ -24,6 +25,10 @@ CALL_TIMEOUT = 60
 APPLY_TIMEOUT = 900
 POLL = 2
 PARAMETERS = "salt://crane/parameters/os_family/{}.yaml"
+# journal and log lines that are not a daemon's reason for failing
+NOISE = re.compile(
+    r"\.service|^(Started|Stopped|Stopping|Starting) |^\[[ID] |^(journal|log file):$"
+)
 PACKAGE_KEYS = {"control": "cranectld", "compute": "craned", "login": "frontend"}
 
 
@@ -229,9 +234,10 @@ def _state_failures(ret):
         if comment.startswith("One or more requisite failed"):
             continue
         lines = [line.strip() for line in comment.splitlines() if line.strip()]
-        text = lines[0] if lines else "failed"
-        if len(lines) > 1:
-            text += f" ({lines[-1]})"
+        text = re.sub(r" \(.*\)$", "", lines[0]) if lines else "failed"
+        evidence = [line for line in lines[1:] if not NOISE.search(line)]
+        if evidence:
+            text += f": {evidence[-1]}"
         failures.append(f"{state.get('__id__') or key.split('_|-')[1]}: {text}")
     return failures or ([] if ret else ["state.apply returned nothing"])
 
@@ -298,7 +304,7 @@ class _Run:
         """Leave failed nodes drained with a reason naming the step; say so in the report."""
         reason = _u("failure_reason")(self.plan["reason"], step, detail)
         for node in nodes:
-            self.report["failed"][node] = f"{step}: {detail}"
+            self.report["failed"][node] = f"{step}: {detail}" if detail else step
             try:
                 self._drain([node], reason)
             except StepError as exc:
@@ -497,7 +503,14 @@ class _Run:
             self._drain(nodes, reason)
             _progress(f"restored drain of {', '.join(nodes)}: '{reason}'")
 
-    def _control_step(self, stop_first=True):
+    def _control_step(self):
+        self._step("control")
+        try:
+            self._control_steps()
+        finally:
+            self._end_step()
+
+    def _control_steps(self):
         control = self.control
         drains, up = self._record_drains()
         _progress(f"{control}: {len(drains)} drain(s) recorded; stopping cranectld")
@@ -613,7 +626,21 @@ class _Run:
             return detail.get("version") == self.version
         return detail.get("craned_start_time") not in (None, started_before)
 
+    def _step(self, name):
+        """Record when a step started (epoch seconds); ``_end_step`` closes it."""
+        self.report.setdefault("steps", []).append({"step": name, "start": time.time()})
+
+    def _end_step(self):
+        self.report["steps"][-1]["end"] = time.time()
+
     def _compute_batch(self, nodes, label):
+        self._step(label)
+        try:
+            self._compute_batch_steps(nodes, label)
+        finally:
+            self._end_step()
+
+    def _compute_batch_steps(self, nodes, label):
         _progress(f"{label}: {', '.join(nodes)}: draining")
         ours = self._drain_batch(nodes)
         busy = self._wait_jobs(nodes)

@@ -197,7 +197,11 @@ def summary(report):
     ``not_reached`` (nodes), ``skipped`` ({node: why}) and ``pillar_version``.
     """
     plan = report["plan"]
-    lines = [("SUCCESS: " if report["ok"] else "FAILED: ") + render_plan(plan).splitlines()[0]]
+    if report.get("dry_run"):
+        status = "DRY RUN, nothing changed: "
+    else:
+        status = "SUCCESS: " if report["ok"] else "FAILED: "
+    lines = [status + render_plan(plan).splitlines()[0]]
     if report.get("done"):
         lines.append(f"done: {', '.join(report['done'])}")
     for what, text in report.get("failed", {}).items():

@@ -229,3 +229,9 @@ def test_availability_ignores_admin_drained_nodes():
     assert figures["max_unavailable"] == 1
     assert figures["per_node"] == {"b": 0.0}
     assert cu.availability([])["total"] == 0.0
+
+
+def test_dry_run_summary_says_nothing_changed():
+    assert cu.summary(summary_report(dry_run=True, done=[])).startswith(
+        "DRY RUN, nothing changed: Plan: upgrade to 1.1.3"
+    )
