@@ -503,16 +503,21 @@ class _Run:
             self._drain(nodes, reason)
             _progress(f"restored drain of {', '.join(nodes)}: '{reason}'")
 
-    def _control_step(self):
+    def _control_step(self, drains=None):
+        """Upgrade (or restart) the control node. ``drains``: the drains to restore, recorded
+        by the caller (all-at-once records them before stopping craned everywhere)."""
         self._step("control")
         try:
-            self._control_steps()
+            self._control_steps(drains)
         finally:
             self._end_step()
 
-    def _control_steps(self):
+    def _control_steps(self, drains):
         control = self.control
-        drains, up = self._record_drains()
+        if drains is None:
+            drains, up = self._record_drains()
+        else:
+            up = []  # craned is stopped everywhere: wait for cranectld alone
         _progress(f"{control}: {len(drains)} drain(s) recorded; stopping cranectld")
         _one(control, "service.stop", ["cranectld"])
         backup = _one(control, "crane.backup_db", kwarg={"keep": self.opts["keep_backups"]})
@@ -677,6 +682,7 @@ class _Run:
     def _all_at_once(self):
         """CraneSched's guide: every daemon stopped, every package upgraded, all started."""
         nodes = self.plan["batches"][0] if self.plan["batches"] else []
+        admin = {n: r for n, r in self._record_drains()[0].items() if not _u("is_ours")(r)}
         ours = self._drain_batch(nodes) if nodes else []
         busy = self._wait_jobs(nodes) if nodes else {}
         if busy:
@@ -685,13 +691,14 @@ class _Run:
         _progress(f"stopping craned on {len(nodes)} node(s)")
         _cmd([self.minion.get(n, n) for n in nodes], "service.stop", ["craned"])
         if self.plan["control"]["todo"]:
-            self._control_step()
+            self._control_step(drains=admin)
         self._login_step()
         if not nodes:
             return
         _progress(f"{', '.join(nodes)}: applying the formula")
         failed = self._restart_nodes(nodes)
         good = [n for n in nodes if n not in failed]
+        self._restore_drains(admin)
         self._resume_ours([n for n in good if n in ours])
         self.report["done"] += good
         for node, text in failed.items():
