@@ -56,9 +56,19 @@ def _cmd(tgt, fun, arg=(), *, kwarg=None, tgt_type="list", timeout=CALL_TIMEOUT)
     """``{minion: {"ret", "retcode"}}`` for the minions that answered."""
     if isinstance(tgt, (list, tuple)):
         tgt = ",".join(tgt)
-    result = _client().cmd(
-        tgt, fun, arg=list(arg), kwarg=kwarg, tgt_type=tgt_type, timeout=timeout, full_return=True
-    )
+    client = _client()
+    try:
+        result = client.cmd(
+            tgt,
+            fun,
+            arg=list(arg),
+            kwarg=kwarg,
+            tgt_type=tgt_type,
+            timeout=timeout,
+            full_return=True,
+        )
+    finally:
+        client.destroy()
     return {m: r if isinstance(r, dict) else {"ret": r, "retcode": 1} for m, r in result.items()}
 
 
@@ -560,7 +570,14 @@ class _Run:
         to_drain = [
             n for n in nodes if n not in admin and states.get(n, {}).get("resource") != "down"
         ]
-        self._drain(to_drain, self.plan["reason"])
+        try:
+            self._drain(to_drain, self.plan["reason"])
+        except StepError:
+            # CraneSched refuses to drain a node that went down meanwhile; that one is fine
+            states = self._nodes()
+            if any(states.get(n, {}).get("resource") != "down" for n in to_drain
+                   if states.get(n, {}).get("control") != "drain"):  # fmt: skip
+                raise
         if admin:
             _progress(f"{', '.join(admin)}: drained by an admin; stays drained")
         return [n for n in nodes if n not in admin]

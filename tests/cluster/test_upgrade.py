@@ -1,0 +1,375 @@
+"""Rolling upgrades and restarts on a real cluster: cranectl, cn01-cn04, login01.
+
+The simulator's repository holds 1.1.2 and 1.1.3; the fault test adds a broken 1.1.4 (craned
+refuses to start) and then a good 1.1.5. Tests run in file order on one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import crane_hostlist
+import crane_upgrade
+import pytest
+
+from . import pillar
+from .conftest import require_cluster_environment
+from .harness import Cluster
+from .spec import ClusterSpec, NodeSpec
+
+pytestmark = pytest.mark.cluster
+
+COMPUTE = ("cn01", "cn02", "cn03", "cn04")
+NODES = (
+    NodeSpec("cranectl", "control"),
+    *(NodeSpec(name) for name in COMPUTE),
+    NodeSpec("login01", "login"),
+)
+CONTROL = "cranectl"
+FIGURES: dict[str, dict] = {}
+
+
+def upgrade_spec() -> ClusterSpec:
+    """Own bridge and subnet (CRANE_FORMULA_UPGRADE_NET=name:subnet moves them)."""
+    name, _, subnet = os.environ.get("CRANE_FORMULA_UPGRADE_NET", "cfupg:10.213.22.0/24").partition(
+        ":"
+    )
+    return ClusterSpec(name=name, nodes=NODES, bridge=f"{name}0", subnet=subnet)
+
+
+def upgrade_pillar(spec: ClusterSpec):
+    """The example pillar with four CPU nodes in one partition, at version 1.1.2."""
+    sls, top = pillar.cluster_pillar(spec, pillar.pathlib.Path(__file__).resolve().parents[2])
+    crane = sls["crane.cluster"]["crane"]
+    crane["version"] = "1.1.2"
+    crane["config"]["Nodes"] = [{"name": "cn[01-04]", "cpu": 2, "memory": "2G"}]
+    crane["config"]["Partitions"] = [{"name": "CPU", "nodes": "cn[01-04]", "priority": 5}]
+    crane["config"]["DefaultPartition"] = "CPU"
+    return sls, top
+
+
+def publish(cluster: Cluster, versions, broken=()) -> None:
+    """Rebuild the served repository with these versions (the HTTP server keeps serving it)."""
+    from tests.cranesim.build import build_repo  # noqa: PLC0415
+
+    build_repo(cluster.run_dir / "repo", list(versions), broken=list(broken))
+
+
+def boot(spec: ClusterSpec | None = None) -> Cluster:
+    spec = spec or upgrade_spec()
+    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
+    cluster.start()
+    try:
+        cluster.write_pillar(*upgrade_pillar(spec))
+        proc = cluster.salt_cli("--timeout=600", "*", "state.apply", "crane")
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        cluster.salt("*", "saltutil.sync_all")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def ucluster():
+    require_cluster_environment()
+    cluster = boot()
+    try:
+        yield cluster
+    finally:
+        left = cluster.stop()
+        assert not left, f"teardown left behind: {left}"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def salt_run(cluster: Cluster, *args: str, out_json: bool = True, timeout: float = 1800):
+    """``salt-run ARGS`` → (exit code, parsed JSON or stdout text, stderr)."""
+    cmd = [sys.executable, str(cluster.venv / "bin" / "salt-run"), "-c", str(cluster.master_dir)]
+    cmd += ["--out=json"] if out_json else []
+    proc = subprocess.run(
+        [*cmd, "--timeout=900", *args], check=False, capture_output=True, text=True, timeout=timeout
+    )
+    data = proc.stdout
+    if out_json:
+        data = json.loads(proc.stdout) if proc.stdout.strip() else None
+    return proc.returncode, data, proc.stderr
+
+
+def cinfo_nodes(cluster: Cluster):
+    """{node: {"resource", "control", "reason"}} from ``cinfo --json`` on the control node,
+    None when cinfo does not answer."""
+    proc = cluster.sh(CONTROL, "cinfo --json", timeout=30)
+    if proc.returncode != 0:
+        return None
+    nodes = {}
+    for part in json.loads(proc.stdout)["partitions"]:
+        for group in part["craned_lists"]:
+            for name in expand(group["craned_list_regex"]):
+                nodes[name] = {
+                    "resource": group["resource_state"].removeprefix("CRANE_").lower(),
+                    "control": group["control_state"].removeprefix("CRANE_").lower(),
+                    "reason": group["reason"],
+                }
+    return nodes
+
+
+def expand(expr: str) -> list[str]:
+    return crane_hostlist.expand(expr) if expr else []
+
+
+def show_nodes(cluster: Cluster) -> dict:
+    return cluster.salt(CONTROL, "crane.show_node")[CONTROL]
+
+
+def versions(cluster: Cluster) -> dict:
+    """{node: installed craned/cranectld/frontend version}."""
+    out = {}
+    for name in cluster.spec.hostnames():
+        pkg = {"cranectl": "cranesched-cranectld", "login01": "cranesched-frontend"}.get(
+            name, "cranesched-craned"
+        )
+        out[name] = cluster.sh(name, f"dpkg-query -W -f '${{Version}}' {pkg}").stdout.strip()
+    return out
+
+
+def start_times(cluster: Cluster) -> dict:
+    """{node: (craned/cranectld MainPID start time)} to see whether anything restarted."""
+    out = {}
+    for name in cluster.spec.hostnames():
+        unit = {"cranectl": "cranectld", "login01": "cfored"}.get(name, "craned")
+        prop = "ExecMainStartTimestampMonotonic"
+        out[name] = cluster.sh(name, f"systemctl show -P {prop} {unit}").stdout.strip()
+    return out
+
+
+class Sampler(threading.Thread):
+    """Samples cinfo on the control node until stopped: [(epoch seconds, nodes or None)]."""
+
+    def __init__(self, cluster: Cluster):
+        super().__init__(daemon=True)
+        self.cluster, self.samples, self.halt = cluster, [], threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            taken = time.time()
+            try:
+                nodes = cinfo_nodes(self.cluster)
+            except (subprocess.SubprocessError, ValueError, KeyError):
+                nodes = None
+            self.samples.append((taken, nodes))
+            self.halt.wait(0.5)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        return self.samples
+
+
+def measure_epoch(cluster: Cluster, run, ignore=()):
+    """Run ``run()`` while sampling cinfo; returns (its result, availability figures, samples).
+
+    Reusable by a benchmark: the figures are total time, the longest time one node was down
+    or drained, and the most nodes unavailable at once."""
+    sampler = Sampler(cluster)
+    sampler.start()
+    try:
+        result = run()
+    finally:
+        samples = sampler.stop()
+    return result, crane_upgrade.availability(samples, ignore=ignore), samples
+
+
+def drains(cluster: Cluster) -> dict:
+    nodes = cinfo_nodes(cluster) or {}
+    return {n: s["reason"] for n, s in nodes.items() if s["control"] == "drain"}
+
+
+def snapshot(cluster: Cluster) -> dict:
+    """What an upgrade would change: package versions, daemon start times, drains."""
+    return {
+        "versions": versions(cluster),
+        "started": start_times(cluster),
+        "drains": drains(cluster),
+    }
+
+
+def jobs(cluster: Cluster) -> dict:
+    listed = json.loads(cluster.sh(CONTROL, "cranesim-job --list", check=True).stdout)
+    return {job["job_id"]: job for job in listed}
+
+
+def orchestrate(cluster: Cluster, sls: str, options: dict, *extra: str):
+    """``salt-run state.orchestrate SLS pillar=...`` → (exit code, stdout + stderr)."""
+    code, out, err = salt_run(
+        cluster, "state.orchestrate", sls, f"pillar={json.dumps({'crane': options})}", *extra,
+        out_json=False,
+    )  # fmt: skip
+    return code, out + err
+
+
+def set_pillar_version(cluster: Cluster, version: str) -> None:
+    sls, top = upgrade_pillar(cluster.spec)
+    sls["crane.cluster"]["crane"]["version"] = version
+    cluster.write_pillar(sls, top)
+
+
+def window(report: dict, step: str) -> tuple[float, float]:
+    entry = next(s for s in report["steps"] if s["step"] == step)
+    return entry["start"], entry["end"]
+
+
+def outside(samples, start, end):
+    """Samples taken outside [start, end] (epoch seconds)."""
+    return [(t, n) for t, n in samples if not start <= t <= end]
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+
+def test_dry_run_and_test_mode_list_the_plan_and_change_nothing(ucluster):
+    before = snapshot(ucluster)
+    code, report, err = salt_run(
+        ucluster, "crane.upgrade", "version=1.1.3", "batch=2", "dry_run=True"
+    )
+    assert code == 0, err
+    assert report["plan"]["batches"] == [["cn01"], ["cn02", "cn03"], ["cn04"]]
+    assert report["plan"]["control"] == {"minion": CONTROL, "todo": True, "from": "1.1.2"}
+    assert "canary: cn01" in report["plan_text"]
+    code, out = orchestrate(
+        ucluster, "crane.orch.upgrade", {"version": "1.1.3", "batch": 2}, "test=True"
+    )
+    assert code == 0, out
+    assert "batch 2: cn02, cn03" in out
+    assert "Runner function" not in out  # the engine planned; nothing was executed
+    assert snapshot(ucluster) == before
+
+
+def test_preflight_failure_exits_non_zero_before_touching_a_node(ucluster):
+    before = snapshot(ucluster)
+    code, report, _ = salt_run(ucluster, "crane.upgrade", "version=1.1.9", "batch=2")
+    assert code != 0
+    assert "1.1.9 is not installable" in report["failed"]["preflight"]
+    assert report["summary"].startswith("FAILED before touching any node")
+    code, out = orchestrate(ucluster, "crane.orch.upgrade", {"version": "1.1.9"})
+    assert code != 0, out
+    assert snapshot(ucluster) == before
+
+
+def test_rolling_upgrade_keeps_the_cluster_serving(ucluster):
+    ucluster.sh(
+        CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk replacement"', check=True
+    )
+    ucluster.sh(CONTROL, "cranesim-job --node cn04 --seconds 1", check=True)
+    time.sleep(2)  # let that job finish: it is a persisted, completed job
+    ucluster.sh(CONTROL, "cranesim-job --node cn03 --seconds 30", check=True)
+    before_jobs = jobs(ucluster)
+
+    def run():
+        return salt_run(ucluster, "crane.upgrade", "version=1.1.3", "batch=2")
+
+    (code, report, err), figures, samples = measure_epoch(ucluster, run, ignore=["cn02"])
+    FIGURES["rolling"] = figures
+    assert code == 0, err
+    assert set(versions(ucluster).values()) == {"1.1.3"}
+    assert {n: d["version"] for n, d in show_nodes(ucluster).items()} == dict.fromkeys(
+        COMPUTE, "1.1.3"
+    )
+    states = cinfo_nodes(ucluster)
+    assert {n: s["resource"] for n, s in states.items()} == dict.fromkeys(COMPUTE, "idle")
+    assert drains(ucluster) == {"cn02": "disk replacement"}
+    after_jobs = jobs(ucluster)
+    assert set(before_jobs) <= set(after_jobs)  # persisted jobs survived cranectld's restart
+    assert {j["status"] for j in after_jobs.values()} == {"Completed"}  # waited for, not killed
+    backup = report["backup"]["backup"]
+    assert ucluster.sh(CONTROL, f"test -s {backup}").returncode == 0
+    start, end = window(report, "control")
+    assert all(start <= t <= end for t, nodes in samples if nodes is None)  # only while restarting
+    rest = outside(samples, start, end + 3)  # craned re-registers right after cranectld is back
+    assert crane_upgrade.availability(rest, ignore=["cn02"])["max_unavailable"] <= 2
+    assert figures["max_unavailable"] >= 1
+    ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
+    set_pillar_version(ucluster, "1.1.3")
+
+
+def test_canary_failure_stops_the_run_and_a_rerun_completes(ucluster):
+    publish(ucluster, ["1.1.2", "1.1.3"], broken=["1.1.4"])
+    code, report, _ = salt_run(ucluster, "crane.upgrade", "version=1.1.4", "batch=2")
+    assert code != 0
+    assert report["failed"].keys() == {"cn01"}
+    assert report["not_reached"] == ["cn02", "cn03", "cn04"]
+    reason = drains(ucluster)["cn01"]
+    assert reason.startswith("crane-formula: upgrade to 1.1.4 failed at state.apply crane")
+    assert "csupervisor" in reason
+    details = show_nodes(ucluster)
+    for node in ("cn02", "cn03", "cn04"):
+        assert details[node]["version"] == "1.1.3"
+        assert details[node]["state"] == "idle[power_idle]"
+    code, out = orchestrate(ucluster, "crane.orch.upgrade", {"version": "1.1.4", "batch": 2})
+    assert code != 0, out  # the orchestration reports the same failure
+    assert "canary failed on cn01" in out
+
+    publish(ucluster, ["1.1.2", "1.1.3", "1.1.5"], broken=["1.1.4"])
+    code, report, err = salt_run(ucluster, "crane.upgrade", "version=1.1.5", "batch=2")
+    assert code == 0, err
+    assert set(versions(ucluster).values()) == {"1.1.5"}
+    assert drains(ucluster) == {}
+    before = snapshot(ucluster)
+    code, report, err = salt_run(ucluster, "crane.upgrade", "version=1.1.5", "batch=2")
+    assert code == 0, err
+    assert report["plan"]["batches"] == []
+    assert report["skipped"] == dict.fromkeys([*COMPUTE, "login01"], "already at 1.1.5")
+    assert snapshot(ucluster) == before
+
+
+def test_all_at_once_upgrade(ucluster):
+    publish(ucluster, ["1.1.5", "1.1.6"], broken=["1.1.4"])
+    ucluster.sh(
+        CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk replacement"', check=True
+    )
+
+    def run():
+        return salt_run(ucluster, "crane.upgrade", "version=1.1.6", "strategy=all-at-once")
+
+    (code, report, err), figures, _ = measure_epoch(ucluster, run, ignore=["cn02"])
+    FIGURES["all-at-once"] = figures
+    assert code == 0, err
+    assert report["backup"]["backup"]
+    assert set(versions(ucluster).values()) == {"1.1.6"}
+    assert {n: d["version"] for n, d in show_nodes(ucluster).items()} == dict.fromkeys(
+        COMPUTE, "1.1.6"
+    )
+    assert drains(ucluster) == {"cn02": "disk replacement"}
+    assert figures["max_unavailable"] == 3  # every node but the admin's, at once
+    ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
+
+
+def test_rolling_restart_orchestration(ucluster):
+    code, out = orchestrate(ucluster, "crane.orch.restart", {"batch": 2})
+    assert code != 0, out  # the pillar still pins 1.1.3: applying it would change packages
+    assert "Set crane:version to the running version first" in out
+    set_pillar_version(ucluster, "1.1.6")
+    before = start_times(ucluster)
+    code, out = orchestrate(ucluster, "crane.orch.restart", {"batch": 2})
+    assert code == 0, out
+    after = start_times(ucluster)
+    assert all(after[n] != before[n] for n in [*COMPUTE, CONTROL])
+    assert set(versions(ucluster).values()) == {"1.1.6"}
+    assert drains(ucluster) == {}
+
+
+def test_report_figures():
+    """Rolling vs all-at-once on the same cluster (printed for the record; pytest -s)."""
+    for name, figures in FIGURES.items():
+        print(
+            f"{name}: total {figures['total']:.1f}s, longest node unavailable "
+            f"{figures['longest_node']['seconds']:.1f}s ({figures['longest_node']['node']}), "
+            f"most unavailable at once {figures['max_unavailable']}, "
+            f"cinfo gaps {[round(g, 1) for g in figures['control_gaps']]}"
+        )
