@@ -89,6 +89,9 @@ class Minion:
     def call(self, fun, *args, grains=None, **kwargs):
         """Run ``fun`` with these static grains (a fresh loader whenever grains change)."""
         wanted = copy.deepcopy(grains or {})
+        pillar = kwargs.pop("pillar", {})
+        # Written before a new Caller starts, so the pillar it compiles is already this one.
+        self._write_pillar_files(pillar)
         if self.dirty:
             # After a state run Salt 3006 keeps serving that run's pillar to later runs.
             self.caller = None
@@ -106,11 +109,11 @@ class Minion:
                 live.update(copy.deepcopy(self.core_grains))
                 live.update(copy.deepcopy(wanted))
             self.grains = wanted
-        self._write_pillar(kwargs.pop("pillar", {}))
+        self._update_live_pillar(pillar)
         self.dirty = fun.startswith(("state.apply", "state.sls", "state.highstate"))
         return self.caller.cmd(fun, *args, **kwargs)
 
-    def _write_pillar(self, pillar):
+    def _write_pillar_files(self, pillar):
         """Serve ``pillar`` from pillar_roots (a ``pillar=`` override would be merged into
         whatever an earlier run left in memory)."""
         # A new file name each time: Salt's file client caches by name and modification time.
@@ -118,7 +121,9 @@ class Minion:
         name = f"data{self.pillar_serial}"
         (self.pillar_dir / f"{name}.sls").write_text(yaml.safe_dump(pillar))
         (self.pillar_dir / "top.sls").write_text(yaml.safe_dump({"base": {"*": [name]}}))
-        # The modules hold on to these dicts: change them in place.
+
+    def _update_live_pillar(self, pillar):
+        """The modules hold on to these dicts: change them in place."""
         for live in _unique(
             [self.caller.opts["pillar"], self.caller.sminion.functions.opts["pillar"]]
         ):
