@@ -69,6 +69,8 @@ def boot(spec: ClusterSpec | None = None) -> Cluster:
         proc = cluster.salt_cli("--timeout=600", "*", "state.apply", "crane")
         assert proc.returncode == 0, proc.stdout[-4000:]
         cluster.salt("*", "saltutil.sync_all")
+        code, _, err = salt_run(cluster, "saltutil.sync_all")  # runners and utils on the master
+        assert code == 0, err
     except BaseException:
         cluster.stop()
         raise
