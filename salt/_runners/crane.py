@@ -245,11 +245,22 @@ def _state_failures(ret):
             continue
         lines = [line.strip() for line in comment.splitlines() if line.strip()]
         text = re.sub(r" \(.*\)$", "", lines[0]) if lines else "failed"
-        evidence = [line for line in lines[1:] if not NOISE.search(line)]
+        evidence = _evidence(lines[1:])
         if evidence:
-            text += f": {evidence[-1]}"
+            text += f": {evidence}"
         failures.append(f"{state.get('__id__') or key.split('_|-')[1]}: {text}")
     return failures or ([] if ret else ["state.apply returned nothing"])
+
+
+def _evidence(lines):
+    """The line most likely to be a daemon's reason for failing: its last error log line,
+    else the last plain line (messages printed before its logger exists), else a warning."""
+    lines = [line for line in lines if not NOISE.search(line)]
+    for wanted in (r"^\[[EC] ", r"^[^\[]", r"^\[W "):
+        found = [line for line in lines if re.search(wanted, line)]
+        if found:
+            return found[-1]
+    return ""
 
 
 class _Run:

@@ -110,7 +110,8 @@ def test_state_failures_quote_the_daemon_reason(runner):
         "journal:\nStarted craned.service - Crane.\n"
         "csupervisor /usr/libexec/csupervisor does not exist\n"
         "craned.service: Main process exited, code=exited, status=1/FAILURE\n"
-        "log file:\n[I 26-11-29 04:43:08.368 Craned.cpp:0][default] Craned is ending."
+        "log file:\n[W 26-11-29 04:57:18.422 CtldClient.cpp:0][default] Channel is broken\n"
+        "[I 26-11-29 04:43:08.368 Craned.cpp:0][default] Craned is ending."
     )
     ret = {
         "crane_|-a_|-craned_|-daemon_healthy": {"__id__": "a", "result": False, "comment": comment},
