@@ -1,6 +1,7 @@
 """The crane execution module, with CraneSched's commands replaced by canned output."""
 
 import json
+import os
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -68,12 +69,20 @@ class Commands:
         return {"retcode": 0, "stdout": "", "stderr": "", **result}
 
 
+BIN_DIR = "/opt/crane/bin"
+
+
 @pytest.fixture
-def pillar():
+def pillar(monkeypatch):
+    # The fake CraneSched binaries "exist" in BIN_DIR (restored after each test).
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: str(path).startswith(BIN_DIR) or real_access(path, mode)
+    )
     return example_pillar(control=True)
 
 
-def module(pillar, answers=None, host="cranectl", bin_dir="/opt/crane/bin"):
+def module(pillar, answers=None, host="cranectl", bin_dir=BIN_DIR):
     pillar["crane"]["bin_dir"] = bin_dir
     commands = Commands(answers or {})
     mod = load(
@@ -82,7 +91,6 @@ def module(pillar, answers=None, host="cranectl", bin_dir="/opt/crane/bin"):
         __pillar__=pillar,
         __grains__={"host": host, "nodename": host, "id": host},
     )
-    mod.os.access = lambda path, mode: path.startswith(bin_dir)
     return mod, commands
 
 
