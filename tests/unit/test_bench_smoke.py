@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bench import config_scale, registry
+from bench import config_scale, registry, upgrade
 from bench.__main__ import main
 from bench.table import Row, format_table
 
@@ -171,3 +171,36 @@ def test_quick_run_skips_cluster_rows_with_a_reason():
     for row in rows:
         assert row.ours is None
         assert "--quick" in row.note
+
+
+def test_quick_upgrade_rows_say_why_they_are_not_measured():
+    registry.discover()
+    rows, failed = registry.run(quick=True, only="upgrade")
+    assert failed == []
+    assert [row.figure.split(": ")[-1] for row in rows] == [
+        "total time",
+        "longest single node unavailable",
+        "most nodes unavailable at once",
+    ]
+    for row in rows:
+        assert row.ours is None
+        assert "--quick" in row.note or "not available yet" in row.note
+
+
+def test_upgrade_figures_by_engine_step():
+    crane_upgrade = pytest.importorskip("crane_upgrade")
+
+    def nodes(*down):
+        return {name: {"resource": "down" if name in down else "idle", "control": "none"}
+                for name in ("cn01", "cn02", "cn03")}  # fmt: skip
+
+    samples = [(0.0, nodes()), (1.0, nodes("cn01", "cn02", "cn03")), (2.0, nodes("cn01"))]
+    samples += [(3.0, None), (4.0, nodes("cn02")), (5.0, nodes())]
+    epochs = [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]
+    steps = [
+        {"step": "control", "start": 100.5, "end": 101.5},
+        {"step": "canary", "start": 101.5, "end": 105.0},
+        {"step": "unfinished", "start": 105.0},
+    ]
+    figures = upgrade.by_step(crane_upgrade.availability, samples, epochs, steps)
+    assert figures == [("control", 3), ("canary", 1)]
