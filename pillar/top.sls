@@ -2,5 +2,6 @@
 base:
   '*':
     - crane.cluster
+    - crane.mine
   cranectl:
     - crane.database

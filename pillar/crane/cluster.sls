@@ -19,6 +19,16 @@ crane:
   verify:
     enabled: true
     timeout: 180
+  gres:
+    # true: each Nodes group without its own gres gets what its nodes discover, published
+    # through the Salt mine (crane/mine.sls); a group whose nodes disagree or sent no data
+    # fails validation, naming the group
+    auto: false
+    # vendor -> type when the vendor tool cannot tell the model, e.g. {nvidia: a100}
+    default_types: {}
+    # true: a oneshot unit runs nvidia-modprobe -c N for every /dev/nvidiaN a GPU node's gres
+    # names, before craned starts (for drivers that create the device files lazily)
+    nvidia_device_files: false
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo

@@ -26,6 +26,8 @@ CONFIG_PATH = "/etc/crane/config.yaml"
 CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config, not this file."
 CINFO_UNREACHABLE = 3
 CFORED_PORT = 10012  # hard-coded in cfored
+GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
+HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
 
 
 def __virtual__():
@@ -149,8 +151,9 @@ def settings(*layers):
     the formula's defaults, the os_family parameters and the pillar ``crane``; default: the
     pillar alone) plus what the formula derives:
     ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
-    ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``
-    and ``no_role_comment``. The database settings themselves are left out: they are secret.
+    ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``,
+    ``nvidia_minors`` and ``no_role_comment``. The database settings themselves are left out:
+    they are secret. With ``gres:auto`` the node groups' gres come from the Salt mine.
 
     CLI Example:
 
@@ -159,9 +162,13 @@ def settings(*layers):
         salt cn01 crane.settings
     """
     data = _merge_layers(layers or [_pillar_settings()])
-    config, notes = __utils__["crane_config.prepare"](data.get("config") or {})
+    raw = data.get("config") or {}
+    if _gres_auto(data):
+        raw = _discovered_gres(raw)[0]
+    config, notes = __utils__["crane_config.prepare"](raw)
     data["roles"] = roles(config, data.get("login_nodes") or [])
     data["host"] = __grains__.get("host")
+    data["nvidia_minors"] = __utils__["crane_gres.nvidia_minors"](data["host"], config)
     data["config"] = config
     data["config_notes"] = notes
     data["config_text"] = __utils__["crane_config.dump"](config, header=CONFIG_HEADER)
@@ -219,6 +226,10 @@ def validate_config(config=None, database=None):
         salt '*' crane.validate_config
     """
     result = __utils__["crane_config.validate"](_config(config), _database(database))
+    if _gres_auto(_pillar_settings()):
+        problems = _discovered_gres(_config(config))[1]
+        result["errors"] += [f"crane:gres:auto: {problems[group]}" for group in sorted(problems)]
+        result["valid"] = result["valid"] and not problems
     if not result["valid"]:
         __context__["retcode"] = 1
     return result
@@ -328,6 +339,20 @@ def backup_db(keep=5, dest=None, force=False):
 
 
 # --- gres ----------------------------------------------------------------------------------
+
+
+def _gres_auto(data):
+    return bool((data.get("gres") or {}).get("auto"))
+
+
+def _discovered_gres(config):
+    """Automatic gres mode: ``(config, {group: problem})`` with each node group's gres filled
+    from what its nodes published in the mine (``crane_gres``), mapped from minion ids to
+    host names through ``crane_host``. Groups that disagree or lack data get no gres."""
+    discovered = __salt__["mine.get"]("*", GRES_MINE)
+    hosts = __salt__["mine.get"]("*", HOST_MINE)
+    per_node = __utils__["crane_gres.nodes_from_mine"](discovered, hosts)
+    return __utils__["crane_gres.fill_config"](config, per_node)
 
 
 def gres_discover(dev_root="/dev", default_types=None):

@@ -1,0 +1,13 @@
+# Automatic gres mode (crane:gres:auto: true) reads what every node discovers from the Salt
+# mine: crane_gres (its accelerators as config.yaml gres entries) and crane_host (its host
+# name: craned matches host names, the mine keys by minion id). Minions read mine_functions
+# from their pillar, so no minion config or restart is needed. Publish before applying:
+#   salt '*' saltutil.sync_all && salt '*' saltutil.refresh_pillar && salt '*' mine.update
+#   salt '*' state.apply crane
+# After a node gains or loses devices, run mine.update on it before the next apply.
+mine_functions:
+  crane_gres:
+    - mine_function: crane.gres_discover
+  crane_host:
+    - mine_function: grains.get
+    - host
