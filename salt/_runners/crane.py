@@ -205,7 +205,8 @@ def status():
     The cluster as the control node's ``cinfo`` sees it (partition, state, nodes, reason),
     each node's craned version (``ccontrol show node``) and whether every node's config.yaml
     hash equals the control node's. Prints a table (``--out=json`` gives the data) and exits
-    non-zero when the cluster is unhealthy or a config differs.
+    non-zero when the cluster is unhealthy (a node missing, down or drained) or a config
+    differs.
 
     CLI Example:
 

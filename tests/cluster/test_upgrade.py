@@ -366,6 +366,24 @@ def test_rolling_restart_orchestration(ucluster):
     assert drains(ucluster) == {}
 
 
+def test_busy_node_stops_the_run_or_is_skipped(ucluster):
+    ucluster.sh(CONTROL, "cranesim-job --node cn02 --seconds 240", check=True)
+    code, report, _ = salt_run(ucluster, "crane.restart", "batch=2", "drain_timeout=5")
+    assert code != 0
+    assert report["failed"] == {"cn02": "drain: jobs still running after 5s"}
+    assert report["not_reached"] == ["cn04"]
+    assert drains(ucluster) == {
+        "cn02": "crane-formula: rolling restart failed at drain: jobs still running after 5s"
+    }
+    code, report, err = salt_run(
+        ucluster, "crane.restart", "batch=2", "drain_timeout=5", "skip_busy=True"
+    )
+    assert code == 0, err
+    assert report["skipped"] == {"cn02": "jobs still running after 5s"}
+    assert drains(ucluster) == {}
+    assert [j["status"] for j in jobs(ucluster).values() if j["node"] == "cn02"][-1] == "Running"
+
+
 def test_report_figures():
     """Rolling vs all-at-once on the same cluster (printed for the record; pytest -s)."""
     for name, figures in FIGURES.items():
