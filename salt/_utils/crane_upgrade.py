@@ -210,6 +210,11 @@ def summary(report):
         lines += [f"skipped: {n}: {why}" for n, why in report["skipped"].items()]
     if report.get("not_reached"):
         lines.append(f"not reached (untouched): {', '.join(report['not_reached'])}")
+    for node, reason in (report.get("drains_lost") or {}).items():
+        lines.append(
+            f"drain not restored: {node} was down when cranectld came back (CraneSched refuses "
+            f"to drain a down node): drain it again with reason '{reason}' if it should stay so"
+        )
     lines += next_steps(report)
     return "\n".join(lines)
 

@@ -235,3 +235,9 @@ def test_dry_run_summary_says_nothing_changed():
     assert cu.summary(summary_report(dry_run=True, done=[])).startswith(
         "DRY RUN, nothing changed: Plan: upgrade to 1.1.3"
     )
+
+
+def test_summary_names_drains_cranectld_lost():
+    text = cu.summary(summary_report(drains_lost={"cn04": "bad fan"}))
+    assert "drain not restored: cn04 was down" in text
+    assert "reason 'bad fan'" in text
