@@ -174,7 +174,7 @@ class Sampler(threading.Thread):
         return self.samples
 
 
-def measure_epoch(cluster: Cluster, run, ignore=()):
+def measure_availability(cluster: Cluster, run, ignore=()):
     """Run ``run()`` while sampling cinfo; returns (its result, availability figures, samples).
 
     Reusable by a benchmark: the figures are total time, the longest time one node was down
@@ -276,7 +276,7 @@ def test_rolling_upgrade_keeps_the_cluster_serving(ucluster):
     def run():
         return salt_run(ucluster, "crane.upgrade", "version=1.1.3", "batch=2")
 
-    (code, report, err), figures, samples = measure_epoch(ucluster, run, ignore=["cn02"])
+    (code, report, err), figures, samples = measure_availability(ucluster, run, ignore=["cn02"])
     FIGURES["rolling"] = figures
     assert code == 0, err
     assert set(versions(ucluster).values()) == {"1.1.3"}
@@ -339,7 +339,7 @@ def test_all_at_once_upgrade(ucluster):
     def run():
         return salt_run(ucluster, "crane.upgrade", "version=1.1.6", "strategy=all-at-once")
 
-    (code, report, err), figures, _ = measure_epoch(ucluster, run, ignore=["cn02"])
+    (code, report, err), figures, _ = measure_availability(ucluster, run, ignore=["cn02"])
     FIGURES["all-at-once"] = figures
     assert code == 0, err
     assert report["backup"]["backup"]
