@@ -41,7 +41,7 @@ PLAIN_MODULES = {"pkgrepo", "pkg", "file", "user", "group", "service", "grains"}
 REQUISITES = ("require", "watch", "onchanges", "onfail", "prereq", "listen", "use")
 APPLY_TIMEOUT = 900
 IDLE_TIMEOUT = 300
-REPEATS = 3
+REPEATS = 5
 FIGURES = (
     "state.apply crane: bare nodes to all compute nodes idle",
     "state.apply crane: idempotent re-apply",
