@@ -152,8 +152,9 @@ def settings(*layers):
     pillar alone) plus what the formula derives:
     ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
     ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``,
-    ``nvidia_minors`` and ``no_role_comment``. The database settings themselves are left out:
-    they are secret. With ``gres:auto`` the node groups' gres come from the Salt mine.
+    ``nvidia_minors`` (with ``gres:nvidia_device_files``) and ``no_role_comment``. The
+    database settings themselves are left out: they are secret. With ``gres:auto`` the node
+    groups' gres come from the Salt mine.
 
     CLI Example:
 
@@ -168,7 +169,7 @@ def settings(*layers):
     config, notes = __utils__["crane_config.prepare"](raw)
     data["roles"] = roles(config, data.get("login_nodes") or [])
     data["host"] = __grains__.get("host")
-    data["nvidia_minors"] = __utils__["crane_gres.nvidia_minors"](data["host"], config)
+    data["nvidia_minors"] = _nvidia_minors(data, config)
     data["config"] = config
     data["config_notes"] = notes
     data["config_text"] = __utils__["crane_config.dump"](config, header=CONFIG_HEADER)
@@ -343,6 +344,13 @@ def backup_db(keep=5, dest=None, force=False):
 
 def _gres_auto(data):
     return bool((data.get("gres") or {}).get("auto"))
+
+
+def _nvidia_minors(data, config):
+    """/dev/nvidiaN minors of this node, only when crane:gres:nvidia_device_files is on."""
+    if not (data.get("gres") or {}).get("nvidia_device_files"):
+        return []
+    return __utils__["crane_gres.nvidia_minors"](__grains__.get("host"), config)
 
 
 def _discovered_gres(config):

@@ -16,6 +16,7 @@ def auto_pillar():
     for group in crane["config"]["Nodes"]:
         group.pop("gres", None)
     crane["gres"] = {"auto": True, "default_types": {"nvidia": "a100"}}
+    crane["gres"]["nvidia_device_files"] = True
     return pillar
 
 
@@ -64,7 +65,10 @@ def test_settings_fill_gres_from_the_mine(local_minion, fake_dev):
     assert settings["nvidia_minors"] == []
 
 
-def test_explicit_gres_gives_nvidia_minors(local_minion):
+def test_nvidia_minors_only_when_switched_on(local_minion):
     explicit = example_pillar(control=False)
+    settings = call(local_minion, "crane.settings", explicit, explicit["crane"])
+    assert settings["nvidia_minors"] == []
+    explicit["crane"]["gres"] = {"nvidia_device_files": True}
     settings = call(local_minion, "crane.settings", explicit, explicit["crane"])
     assert settings["nvidia_minors"] == [0, 1, 2, 3]
