@@ -490,10 +490,13 @@ class Cluster:
     def salt_run(self, fun: str, *args, timeout: int = 300, **kw):
         """``salt-run FUN ARGS`` → parsed return."""
         cmd = [sys.executable, str(self.venv / "bin" / "salt-run"), "-c", str(self.master_dir)]
-        argv = ["--out=json", "--static", f"--timeout={timeout}", fun, *_cli_args(args, kw)]
+        # salt-run has no --static: it rejects the flag and prints nothing.
+        argv = ["--out=json", f"--timeout={timeout}", fun, *_cli_args(args, kw)]
         proc = subprocess.run(
             [*cmd, *argv], capture_output=True, text=True, check=False, timeout=CLI_HANG_LIMIT
         )
+        if proc.returncode and not proc.stdout.strip():
+            raise ClusterError(f"salt-run {' '.join(argv)} failed: {proc.stderr.strip()[-2000:]}")
         return _parse_json(proc, "salt-run " + " ".join(argv))
 
     def _salt_key(self, *args: str) -> None:
