@@ -150,3 +150,24 @@ def test_role_grains_target_nodes(cluster, flow):
     assert by_role == {"control": [CONTROL], "compute": list(COMPUTE), "login": ["login01"]}
     versions = cluster.salt("*", "grains.get", "crane:version")
     assert set(versions.values()) == {cluster.spec.repo_versions[0]}
+
+
+def test_clean_removes_what_the_formula_installed_and_keeps_data(cluster, flow):
+    """crane.clean on the login node, then crane again brings it back."""
+    _after(flow, "applied")
+    node = "login01"
+    cluster.sh(node, "mkdir -p /var/crane/cfored && echo kept > /var/crane/cfored/marker")
+    cleaned = cluster.salt(node, "state.apply", "crane.clean", timeout=formula.APPLY_TIMEOUT)
+    states = cleaned[node]
+    failed = {k: s["comment"] for k, s in states.items() if s["result"] is not True}
+    assert failed == {}
+    gone = (
+        "systemctl is-enabled cfored; test -e /etc/crane/config.yaml; dpkg -s cranesched-frontend"
+    )
+    for check in gone.split("; "):
+        assert cluster.sh(node, check).returncode != 0, check
+    assert cluster.sh(node, "cat /var/crane/cfored/marker").stdout.strip() == "kept"
+    assert cluster.salt(node, "grains.get", "crane:roles")[node] == ""
+    again = formula.apply(cluster, node)
+    assert formula.failures(again) == {}
+    assert cluster.sh(node, "systemctl is-active cfored").stdout.strip() == "active"

@@ -51,3 +51,4 @@ crane-package-clean-grains-absent:
   grains.absent:
     - name: crane
     - destructive: true
+    - force: true
