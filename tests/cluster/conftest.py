@@ -15,7 +15,7 @@ import pytest
 
 from .formula import SPENT
 from .harness import Cluster
-from .spec import isolated_spec
+from .spec import env_spec
 
 REQUIRED_COMMANDS = ("systemd-nspawn", "debootstrap", "nsenter", "ip")
 TIMINGS: dict[str, dict] = {}  # cluster name -> timings, printed in the terminal summary
@@ -41,20 +41,13 @@ def require_cluster_environment() -> None:
     pytest.skip(problem)
 
 
-def session_network():
-    """(name, subnet) of the session cluster; CRANE_FORMULA_TEST_NET=name:subnet moves it, so
-    several test runs can share one machine."""
-    name, _, subnet = os.environ.get("CRANE_FORMULA_TEST_NET", "cftest:10.213.8.0/24").partition(
-        ":"
-    )
-    return name, subnet
-
-
 @pytest.fixture(scope="session")
 def cluster_spec(request):
     """Shape of the session cluster: the demo shape unless parametrised."""
-    name, subnet = session_network()
-    return getattr(request, "param", None) or isolated_spec(name, subnet)
+    # CRANE_FORMULA_TEST_NET=name:subnet moves the session cluster.
+    return getattr(request, "param", None) or env_spec(
+        "CRANE_FORMULA_TEST_NET", "cftest:10.213.8.0/24"
+    )
 
 
 @pytest.fixture(scope="session")

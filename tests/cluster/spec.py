@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 
 ROLES = ("control", "compute", "login")
 
@@ -91,3 +92,10 @@ def demo_spec() -> ClusterSpec:
 def isolated_spec(name: str = "cftest", subnet: str = "10.213.8.0/24", nodes=DEMO_NODES):
     """The demo shape on its own bridge and subnet, so tests can run beside a demo."""
     return ClusterSpec(name=name, nodes=tuple(nodes), bridge=f"{name}0", subnet=subnet)
+
+
+def env_spec(variable: str, default: str, nodes=DEMO_NODES) -> ClusterSpec:
+    """A cluster on its own bridge and subnet, ``default`` as ``name:subnet``; the environment
+    variable ``variable`` (same form) moves it, so several test runs can share one machine."""
+    name, _, subnet = os.environ.get(variable, default).partition(":")
+    return isolated_spec(name, subnet, nodes)

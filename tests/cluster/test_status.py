@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from . import pillar
 from .conftest import require_cluster_environment
 from .harness import Cluster
-from .spec import ClusterSpec, NodeSpec
+from .spec import ClusterSpec, NodeSpec, env_spec
 from .test_upgrade import salt_run
 
 pytestmark = pytest.mark.cluster
@@ -20,10 +18,7 @@ NODES = (NodeSpec(CONTROL, "control"), NodeSpec("cn01"), NodeSpec("cn02"))
 
 def status_spec() -> ClusterSpec:
     """Own bridge and subnet (CRANE_FORMULA_STATUS_NET=name:subnet moves them)."""
-    name, _, subnet = os.environ.get("CRANE_FORMULA_STATUS_NET", "cfsta:10.213.23.0/24").partition(
-        ":"
-    )
-    return ClusterSpec(name=name, nodes=NODES, bridge=f"{name}0", subnet=subnet)
+    return env_spec("CRANE_FORMULA_STATUS_NET", "cfsta:10.213.23.0/24", NODES)
 
 
 def status_pillar(spec: ClusterSpec):

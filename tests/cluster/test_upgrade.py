@@ -7,7 +7,6 @@ refuses to start) and then a good 1.1.5. Tests run in file order on one cluster.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import pytest
 from . import pillar
 from .conftest import require_cluster_environment
 from .harness import Cluster
-from .spec import ClusterSpec, NodeSpec
+from .spec import ClusterSpec, NodeSpec, env_spec
 
 pytestmark = pytest.mark.cluster
 
@@ -36,10 +35,7 @@ FIGURES: dict[str, dict] = {}
 
 def upgrade_spec() -> ClusterSpec:
     """Own bridge and subnet (CRANE_FORMULA_UPGRADE_NET=name:subnet moves them)."""
-    name, _, subnet = os.environ.get("CRANE_FORMULA_UPGRADE_NET", "cfupg:10.213.22.0/24").partition(
-        ":"
-    )
-    return ClusterSpec(name=name, nodes=NODES, bridge=f"{name}0", subnet=subnet)
+    return env_spec("CRANE_FORMULA_UPGRADE_NET", "cfupg:10.213.22.0/24", NODES)
 
 
 def upgrade_pillar(spec: ClusterSpec):
