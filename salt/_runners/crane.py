@@ -392,7 +392,10 @@ class _Run:
             return []
         if isinstance(expr, (list, tuple)):
             expr = ",".join(expr)
-        return __utils__["crane_hostlist.expand"](str(expr))
+        try:
+            return __utils__["crane_hostlist.expand"](str(expr))
+        except ValueError as exc:  # a bad or unbounded host list, named in the message
+            raise StepError(f"allow_down: {exc}") from exc
 
     def _compute_nodes(self, states, allow_down):
         """{node: {version, down, reason}}; StepError when the cluster is not healthy."""

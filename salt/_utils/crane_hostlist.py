@@ -29,8 +29,12 @@ import re
 from collections.abc import Iterable
 from operator import sub
 
-__all__ = ["HostListError", "compress", "expand"]
+__all__ = ["MAX_HOSTS", "HostListError", "compress", "count", "expand"]
 
+# The most names one expression may expand to. Far above any real cluster (the largest
+# machines have a few hundred thousand nodes), far below what a typo like ``cn[1-99999999]``
+# would allocate: the size is computed before any name is built.
+MAX_HOSTS = 1_000_000
 SIZE_MAX = 2**64 - 1  # CraneSched parses range bounds into a size_t
 _ITEM_WHITESPACE = " \t\n\v\f\r"  # absl::StripAsciiWhitespace
 
@@ -61,36 +65,56 @@ class HostListError(ValueError):
 # --------------------------------------------------------------------------- expand
 
 
-def expand(expr: str, max_hosts: int | None = None, *, any_suffix: bool = False) -> list[str]:
+def expand(expr: str, max_hosts: int = MAX_HOSTS, *, any_suffix: bool = False) -> list[str]:
     """Expand a CraneSched host-list expression into host names, in CraneSched's order.
 
-    ``cn[01-03],gpu1`` -> ``['cn01', 'cn02', 'cn03', 'gpu1']``. ``max_hosts`` (optional)
-    bounds the result, so a typo like ``cn[1-99999999999]`` fails instead of eating memory.
-    Raises ``HostListError`` where CraneSched's ``ParseHostList`` fails.
+    ``cn[01-03],gpu1`` -> ``['cn01', 'cn02', 'cn03', 'gpu1']``. Raises ``HostListError``
+    where CraneSched's ``ParseHostList`` fails, and when the expression would give more than
+    ``max_hosts`` names (default ``MAX_HOSTS``; a caller may ask for less): the count comes
+    first, so a typo like ``cn[1-99999999]`` fails at once instead of eating memory.
 
     ``any_suffix=True`` departs from CraneSched on purpose: bracket groups are expanded
     whatever follows them. CraneSched's own compressed output (cinfo's NODELIST) can be
     ``cn[01-02]-ib`` or ``r[01-03]n05``, which its parser keeps as one literal name; this
     reads such output back into the names.
     """
+    limit = MAX_HOSTS if max_hosts is None else min(max_hosts, MAX_HOSTS)
+    items = _parsed_items(expr, any_suffix)
+    total = sum(_item_count(item) for item in items)
+    if total > limit:
+        raise HostListError(expr, f"expands to {total} hosts, more than {limit} hosts")
+    hosts = []
+    for item in items:
+        if isinstance(item, str):
+            hosts.append(item)
+        else:
+            hosts.extend(_item_names(*item))
+    return hosts
+
+
+def count(expr: str, *, any_suffix: bool = False) -> int:
+    """How many names ``expand(expr)`` gives, without building them (no bound applies)."""
+    return sum(_item_count(item) for item in _parsed_items(expr, any_suffix))
+
+
+def _parsed_items(expr, any_suffix):
+    """Items of ``expr``: a literal name, or (groups, suffix) with each group as
+    (prefix, parsed elements). Raises ``HostListError`` as CraneSched's parser fails."""
     if not isinstance(expr, str):
         raise TypeError(f"host list must be a string, not {type(expr).__name__}")
     text = expr.replace(" ", "")
     if "[" not in text and "]" not in text:
-        hosts = _plain_items(text)
-        _check_limit(len(hosts), max_hosts, expr)
-        return hosts
-    hosts = []
+        return _plain_items(text)
+    items = []
     for raw in _split_items(text, expr):
         item = raw.strip(_ITEM_WHITESPACE)
         if not item:
             continue
         if _is_expandable(item) or (any_suffix and "]" in item and "\n" not in item):
-            _expand_item(item, expr, hosts, max_hosts)
+            items.append(_parse_item(item, expr))
         else:
-            hosts.append(item)
-        _check_limit(len(hosts), max_hosts, expr)
-    return hosts
+            items.append(item)
+    return items
 
 
 def _plain_items(text):
@@ -138,19 +162,36 @@ def _is_expandable(item):
     return (item[-1] == "]" or "]." in item) and "\n" not in item
 
 
-def _expand_item(item, expr, hosts, max_hosts):
-    """Append the cartesian product of ``item``'s bracket groups to ``hosts``."""
+def _parse_item(item, expr):
+    """``(groups, suffix)`` of an expandable item: each group is (prefix, elements)."""
     *groups, suffix = item.split("]")
-    names = [""]
-    for index, group in enumerate(groups):
+    parsed = []
+    for group in groups:
         prefix, _, body = group.partition("[")
-        elements = _parse_body(body, expr)
-        if max_hosts is not None:
-            _check_limit(len(hosts) + max(len(names), 1) * _count(elements), max_hosts, expr)
+        parsed.append((prefix, _parse_body(body, expr)))
+    return parsed, suffix
+
+
+def _item_count(item):
+    """Names an item gives: 1 for a literal, else the product of its groups' sizes."""
+    if isinstance(item, str):
+        return 1
+    total = 1
+    for _prefix, elements in item[0]:
+        total *= _count(elements)
+    return total
+
+
+def _item_names(groups, suffix):
+    """The cartesian product of an item's bracket groups, left group varying slowest."""
+    if any(not _count(elements) for _prefix, elements in groups):
+        return []  # a reversed range empties the product: build none of the other groups
+    names = [""]
+    for index, (prefix, elements) in enumerate(groups):
         last = index == len(groups) - 1
         units = _body_names(prefix, elements, suffix if last else "")
         names = units if names == [""] else [left + right for left in names for right in units]
-    hosts.extend(names)
+    return names
 
 
 def _parse_body(body, expr):
@@ -195,12 +236,6 @@ def _range_names(prefix, start, low, high, suffix):
 def _is_digits(text):
     """``\\d+`` in RE2: one or more ASCII digits."""
     return text.isdigit() and text.isascii()
-
-
-def _check_limit(count, max_hosts, expr):
-    """Raise when ``count`` names exceed ``max_hosts`` (if set)."""
-    if max_hosts is not None and count > max_hosts:
-        raise HostListError(expr, f"expands to more than {max_hosts} hosts")
 
 
 # --------------------------------------------------------------------------- compress

@@ -254,3 +254,9 @@ def bad_database_vault_without_user(crane):
 @case("crane:database:DbPassword: contains one of")
 def bad_database_password_breaks_uri(crane):
     crane["database"]["DbPassword"] = "p@ss:word"
+
+
+@case("Nodes[0] 'cn[1-99999999]' name: invalid host list 'cn[1-99999999]': expands to 99999999")
+def bad_node_name_typo_expands_past_the_bound(crane):
+    _nodes(crane)[0]["name"] = "cn[1-99999999]"
+    crane["config"]["Partitions"][0]["nodes"] = "cn[1-99999999]"
