@@ -49,9 +49,15 @@ def _plain(data):
     return data
 
 
-def _pillar_settings():
+def _raw_pillar_settings():
     # __pillar__, not pillar.get: on Salt 3008 pillar.get redacts values outside templates.
-    return _plain(__pillar__.get("crane") or {})
+    return _plain(__pillar__.get("crane"))
+
+
+def _pillar_settings():
+    """The pillar ``crane`` as a mapping ({} when it is not one: validation says so)."""
+    data = _raw_pillar_settings()
+    return data if isinstance(data, dict) else {}
 
 
 def _config(config=None):
@@ -152,7 +158,11 @@ def settings(*layers):
     pillar alone) plus what the formula derives:
     ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
     ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``,
-    ``nvidia_minors`` (with ``gres:nvidia_device_files``) and ``no_role_comment``. The
+    ``nvidia_minors`` (with ``gres:nvidia_device_files``), ``no_role_comment``,
+    ``settings_errors`` / ``settings_warnings`` (the pillar's own settings against the
+    defaults' types and keys; a refused value is left out, so the templates still render and
+    the validation state fails naming it) and ``remove_data_refusal`` (why ``crane.clean``
+    must not remove CraneBaseDir, when ``clean:remove_data`` is on). The
     database settings themselves are left out: they are secret. With ``gres:auto`` the node
     groups' gres come from the Salt mine.
 
@@ -162,7 +172,13 @@ def settings(*layers):
 
         salt cn01 crane.settings
     """
-    data = _merge_layers(layers or [_pillar_settings()])
+    layers = list(layers) or [_raw_pillar_settings()]
+    defaults = _merge_layers(layers[:-1]) if len(layers) > 1 else None
+    pillar, errors, warnings = __utils__["crane_config.check_settings"](
+        _plain(layers[-1]), defaults
+    )
+    data = _merge_layers([*layers[:-1], pillar])
+    data["settings_errors"], data["settings_warnings"] = errors, warnings
     raw = data.get("config") or {}
     if _gres_auto(data):
         raw = _discovered_gres(raw)[0]
@@ -178,6 +194,9 @@ def settings(*layers):
     data["services"] = _role_services(data, data["roles"])
     data["ports"] = _role_ports(config, data["services"])
     data["no_role_comment"] = "" if data["roles"] else _no_role_comment(config)
+    data["remove_data_refusal"] = None
+    if (data.get("clean") or {}).get("remove_data"):
+        data["remove_data_refusal"] = __utils__["crane_config.data_dir_refusal"](data["base_dir"])
     if "control" in data["roles"]:
         hosts = __utils__["crane_config.compute_hosts"](config)
         data["compute_nodes"] = __utils__["crane_hostlist.compress"](hosts) if hosts else ""
@@ -218,6 +237,11 @@ def validate_config(config=None, database=None):
     when given, database.yaml data (``database=True``: the pillar's ``crane:database``).
     Default config: the pillar's ``crane:config``.
 
+    Unknown keys are warnings naming the nearest known key. Validating the pillar (no
+    ``config`` given) also checks the pillar ``crane`` itself: a mapping, with ``config`` and
+    ``database`` mappings and the formula's switches (``restart``, ``install:method``) set to
+    one of their words.
+
     Returns ``{'valid': bool, 'errors': [...], 'warnings': [...]}``.
 
     CLI Example:
@@ -227,6 +251,11 @@ def validate_config(config=None, database=None):
         salt '*' crane.validate_config
     """
     result = __utils__["crane_config.validate"](_config(config), _database(database))
+    if config is None:
+        _usable, errors, warnings = __utils__["crane_config.check_settings"](_raw_pillar_settings())
+        result["errors"][:0] = errors
+        result["warnings"][:0] = warnings
+        result["valid"] = result["valid"] and not errors
     if _gres_auto(_pillar_settings()):
         problems = _discovered_gres(_config(config))[1]
         result["errors"] += [f"crane:gres:auto: {problems[group]}" for group in sorted(problems)]

@@ -30,7 +30,7 @@ def _bullets(lines):
     return "\n".join(f"  - {line}" for line in lines)
 
 
-def config_valid(name, config=None, database=None, notes=None):
+def config_valid(name, config=None, database=None, notes=None, settings=None):
     """
     Fail, before anything changes, when the cluster config breaks a CraneSched rule.
 
@@ -43,8 +43,15 @@ def config_valid(name, config=None, database=None, notes=None):
         (control nodes; keeps the secrets out of the SLS).
     notes
         What the formula enforced in the config (shown in the comment).
+    settings
+        ``{'errors': [...], 'warnings': [...]}`` about the formula's own pillar settings
+        (``crane.settings`` works them out), reported with the config's.
     """
     result = __salt__["crane.validate_config"](config=config, database=database)
+    settings = settings or {}
+    result["errors"] = [*(settings.get("errors") or []), *result["errors"]]
+    result["warnings"] = [*(settings.get("warnings") or []), *result["warnings"]]
+    result["valid"] = result["valid"] and not settings.get("errors")
     lines = []
     if result["errors"]:
         lines.append(f"{len(result['errors'])} error(s) in the CraneSched config for {name}:")

@@ -7,6 +7,7 @@ Go CLIs refuse to start or silently misbehave; every message names the key and, 
 settings, the node group, and quotes CraneSched's own log line where there is one.
 """
 
+import difflib
 import ipaddress
 import os
 import re
@@ -33,16 +34,6 @@ PORT_KEYS = {
 # The Go CLIs and cfored have no default for these (reference §2.5).
 PORTS_REQUIRED_BY_CLIS = ("CraneCtldListenPort", "CraneCtldForInternalListenPort")
 LISTEN_ADDRESS_KEYS = ("CraneCtldListenAddr", "CranedListen")
-DEBUG_LEVEL_KEYS = (
-    ("CraneCtldDebugLevel",),
-    ("CranedDebugLevel",),
-    ("Supervisor", "DebugLevel"),
-)
-MEMORY_KEYS = (
-    ("CraneCtld", "MaxLogFileSize"),
-    ("Craned", "MaxLogFileSize"),
-    ("Supervisor", "MaxLogFileSize"),
-)
 # Keys CraneSched's docs or sample name but no daemon reads (reference §10).
 IGNORED_KEYS = {
     "CranedListenAddr": "craned reads 'CranedListen'; 'CranedListenAddr' is ignored",
@@ -79,6 +70,487 @@ class Report:
 
     def result(self):
         return {"valid": not self.errors, "errors": self.errors, "warnings": self.warnings}
+
+
+# --- the key table -------------------------------------------------------------------------
+#
+# How CraneSched reads every key of config.yaml (cranectld, craned, the Go CLIs and cfored) and
+# of database.yaml. Kinds:
+#   text  a string: names, paths, secrets, free text. The pillar is read as YAML 1.1, so an
+#         unquoted 0123 arrives as 83, 1:30 as 90, yes as true; the admin's text is lost and
+#         the formula cannot write it back: any non-string is refused ("quote it").
+#   word  a string from a fixed set (``choices``, matched exactly as CraneSched does). Where
+#         exactly one choice is a word YAML 1.1 reads as false (off, OFF), that false is
+#         written back as that word: nothing else could have been meant.
+#   bool, int, port, mem   a boolean; an integer (``unsigned``: not negative); a port (an
+#         integer or its digits); a memory size string (checked by ``memory_problem``).
+#   map   a mapping of further keys; ``open`` maps take any key.
+#   list  a sequence of text; ``table`` a sequence of mappings whose keys follow as ``Key[].x``.
+# ``cli``: the Go CLIs (cinfo, ccontrol, …) and cfored decode it with yaml.v3 into a typed Go
+# field (bool, int, uint64, struct, slice). yaml.v3 refuses a quoted "true" or "60" there
+# ("Config syntax error", exit 2) where the daemons accept it; a Go string field takes any
+# scalar. ``secret``: the value never appears in a message.
+
+
+class Key:
+    """One row of the key table."""
+
+    def __init__(self, kind, *, cli=False, choices=(), unsigned=True, secret=False, open_=False):
+        self.kind = kind
+        self.cli = cli
+        self.choices = tuple(choices)
+        self.unsigned = unsigned
+        self.secret = secret
+        self.open = open_
+
+    @property
+    def false_word(self):
+        """The one choice YAML 1.1 reads as false, if there is exactly one."""
+        words = [c for c in self.choices if c.lower() in YAML11_FALSE_WORDS]
+        return words[0] if len(words) == 1 else None
+
+
+YAML11_FALSE_WORDS = ("off", "no", "false")
+TEXT, WORD, BOOL, INT, PORT, MEM = "text", "word", "bool", "int", "port", "mem"
+MAP, LIST, TABLE = "map", "list", "table"
+_DEBUG = Key(WORD, choices=DEBUG_LEVELS)
+
+
+def _t(**kw):
+    return Key(TEXT, **kw)
+
+
+def _b(cli=False):
+    return Key(BOOL, cli=cli)
+
+
+def _i(cli=False, unsigned=True):
+    return Key(INT, cli=cli, unsigned=unsigned)
+
+
+def _m(cli=False, open_=False):
+    return Key(MAP, cli=cli, open_=open_)
+
+
+CONFIG_KEYS = {
+    # cluster (cranectld, craned, CLIs)
+    "ClusterName": _t(),
+    "ControlMachine": _t(),
+    "CraneBaseDir": _t(),
+    "DbConfigPath": _t(),
+    "CompressedRpc": _b(),
+    "IgnoreConfigInconsistency": _b(),
+    # cranectld
+    "CraneCtldLogFile": _t(),
+    "CraneCtldDebugLevel": _DEBUG,
+    "CraneCtldMutexFilePath": _t(),
+    "CraneCtldListenAddr": _t(),
+    "CraneCtldListenPort": Key(PORT),
+    "CraneCtldForInternalListenPort": Key(PORT),
+    "CraneCtldForeground": _b(),
+    "CraneCtld": _m(),
+    "CraneCtld.CranedTimeout": _i(),
+    "CraneCtld.MaxLogFileSize": Key(MEM),
+    "CraneCtld.MaxLogFileNum": _i(),
+    "CraneCtld.ThreadPoolSize": _i(),
+    "CraneCtld.SchedulerRpcThreadPoolSize": _i(),
+    "CraneCtld.StatusChangeFlushTimeoutMs": _i(),
+    "CraneCtld.StatusChangeBatchNum": _i(),
+    "CraneCtld.JobRequeue": _b(),
+    "CraneCtld.MaxRequeueCount": _i(unsigned=False),
+    "JobSubmitLuaScript": _t(),
+    "Keepalived": _m(),
+    "Keepalived.CraneSharedBaseDir": _t(),
+    "Keepalived.CraneCtldAliveFile": _t(),
+    "PriorityType": _t(),
+    "PriorityFavorSmall": _b(),
+    "PriorityMaxAge": _t(),
+    "PriorityWeightAge": _i(),
+    "PriorityWeightFairShare": _i(),
+    "PriorityWeightJobSize": _i(),
+    "PriorityWeightPartition": _i(),
+    "PriorityWeightQoS": _i(),
+    "PendingQueueMaxSize": _i(),
+    "ScheduledBatchSize": _i(),
+    "Licenses": Key(TABLE),
+    "Licenses[].name": _t(),
+    "Licenses[].quantity": _i(),
+    "AllLicenseResourcesAbsolute": _b(),
+    "RejectJobsBeyondCapacity": _b(),
+    "JobFileAppend": _b(),
+    "TrackWCKey": _b(),
+    "DefaultPartition": _t(),
+    "Preempt": _m(),
+    "Preempt.PreemptType": Key(WORD, choices=PREEMPT_TYPES),
+    "Preempt.PreemptMode": Key(WORD, choices=PREEMPT_MODES),
+    # craned
+    "CranedLogFile": _t(),
+    "CranedDebugLevel": _DEBUG,
+    "CranedMutexFilePath": _t(),
+    "CranedUnixSockPath": _t(),
+    "CranedForPamUnixSockPath": _t(),
+    "CranedScriptDir": _t(),
+    "CranedListen": _t(),
+    "CranedListenPort": Key(PORT),
+    "CranedForeground": _b(),
+    "EnableSlurmCompatibleEnv": _b(),
+    "Craned": _m(),
+    "Craned.PingInterval": _i(),
+    "Craned.CraneCtldTimeout": _i(),
+    "Craned.MaxLogFileSize": Key(MEM),
+    "Craned.MaxLogFileNum": _i(),
+    "Craned.NodeHealthCheckInterval": _i(),
+    "Craned.ThreadPoolSize": _i(),
+    "Supervisor": _m(),
+    "Supervisor.Path": _t(),
+    "Supervisor.DebugLevel": _DEBUG,
+    "Supervisor.LogDir": _t(),
+    "Supervisor.MaxLogFileSize": Key(MEM),
+    "Supervisor.MaxLogFileNum": _i(),
+    "Supervisor.ThreadPoolSize": _i(),
+    "HealthCheck": _m(),
+    "HealthCheck.Program": _t(),
+    "HealthCheck.Interval": _i(),
+    "HealthCheck.NodeState": _t(),
+    "HealthCheck.Cycle": _b(),
+    # TLS (the CLIs decode the section into a struct with a bool Enabled)
+    "TLS": _m(cli=True),
+    "TLS.Enabled": _b(cli=True),
+    "TLS.DomainSuffix": _t(),
+    "TLS.AllowedNodes": _t(),
+    "TLS.CaFilePath": _t(),
+    "TLS.InternalCertFilePath": _t(),
+    "TLS.InternalKeyFilePath": _t(),
+    "TLS.ExternalCertFilePath": _t(),
+    "TLS.ExternalKeyFilePath": _t(),
+    "TLS.UserTlsCertPath": _t(),
+    # job lifecycle hooks (the CLIs decode the timeouts into uint64)
+    "JobLifecycleHook": _m(cli=True),
+    "JobLifecycleHook.Prolog": _t(),
+    "JobLifecycleHook.Epilog": _t(),
+    "JobLifecycleHook.TaskProlog": _t(),
+    "JobLifecycleHook.TaskEpilog": _t(),
+    "JobLifecycleHook.CranectldProlog": _t(),
+    "JobLifecycleHook.CranectldEpilog": _t(),
+    "JobLifecycleHook.CrunProlog": _t(),
+    "JobLifecycleHook.CrunEpilog": _t(),
+    "JobLifecycleHook.PrologFlags": _t(),
+    "JobLifecycleHook.PrologTimeout": _i(cli=True),
+    "JobLifecycleHook.EpilogTimeout": _i(cli=True),
+    "JobLifecycleHook.PrologEpilogTimeout": _i(cli=True),
+    "JobLifecycleHook.MaxOutputSize": _i(),
+    # containers (the CLIs decode UserNsEnabledByDefault into a bool)
+    "Container": _m(cli=True),
+    "Container.Enabled": _b(),
+    "Container.UserNsEnabledByDefault": _b(cli=True),
+    "Container.TempDir": _t(),
+    "Container.RuntimeEndpoint": _t(),
+    "Container.ImageEndpoint": _t(),
+    "Container.Dns": _m(),
+    "Container.Dns.ClusterDomain": _t(),
+    "Container.Dns.Servers": Key(LIST),
+    "Container.Dns.Searches": Key(LIST),
+    "Container.Dns.Options": Key(LIST),
+    "Container.BindFs": _m(),
+    "Container.BindFs.Enabled": _b(),
+    "Container.BindFs.BindfsBinary": _t(),
+    "Container.BindFs.FusermountBinary": _t(),
+    "Container.BindFs.MountBaseDir": _t(),
+    "Container.SubId": _m(),
+    "Container.SubId.Managed": _b(),
+    **{
+        f"Container.SubId.{mappings}{field}": spec
+        for mappings in ("UidMappings", "GidMappings")
+        for field, spec in (
+            ("", Key(TABLE)),
+            ("[].Id", _i()),
+            ("[].IdCount", _i()),
+            ("[].SubIdStart", _i()),
+            ("[].SubIdSize", _i()),
+        )
+    },
+    # the CLIs and cfored only
+    "CranedCforedSockPath": _t(),
+    "CforedLogDir": _t(),
+    "CforedDebugLevel": _DEBUG,
+    "Cfored": _m(cli=True),
+    "Cfored.DebugLevel": _DEBUG,
+    "Cfored.PidFilePath": _t(),
+    "Plugin": _m(cli=True),
+    "Plugin.Enabled": _b(cli=True),
+    "Plugin.PlugindSockPath": _t(),
+    "Plugin.PlugindListenAddress": _t(),
+    "Plugin.PlugindListenPort": Key(PORT),
+    "Plugin.PlugindDebugLevel": _t(),
+    "Plugin.Plugins": Key(TABLE, cli=True),
+    "Plugin.Plugins[].Name": _t(),
+    "Plugin.Plugins[].Path": _t(),
+    "Plugin.Plugins[].Config": _t(),
+    # node groups and partitions (the CLIs decode Nodes into a slice of structs, cpu an int)
+    "Nodes": Key(TABLE, cli=True),
+    "Nodes[].name": _t(),
+    "Nodes[].cpu": _i(cli=True),
+    "Nodes[].memory": Key(MEM),
+    "Nodes[].sockets": _i(),
+    "Nodes[].gres": Key(TABLE),
+    "Nodes[].gres[].name": _t(),
+    "Nodes[].gres[].type": _t(),
+    "Nodes[].gres[].EnvInjector": _t(),
+    "Nodes[].gres[].DeviceFileRegex": _t(),
+    "Nodes[].gres[].DeviceFileList": Key(LIST),
+    "Nodes[].gres[].DeviceCDIRegex": _t(),
+    "Nodes[].gres[].DeviceCDIList": Key(LIST),
+    "Nodes[].gres[].DeviceCniPipeline": _t(),
+    "Partitions": Key(TABLE),
+    "Partitions[].name": _t(),
+    "Partitions[].nodes": _t(),
+    "Partitions[].priority": _i(),
+    "Partitions[].DefaultMemPerCpu": _i(),
+    "Partitions[].DefaultMemPerNode": _i(),
+    "Partitions[].MaxMemPerCpu": _i(),
+    "Partitions[].MaxMemPerNode": _i(),
+    "Partitions[].AllowedAccounts": _t(),
+    "Partitions[].DeniedAccounts": _t(),
+}
+
+DATABASE_KEYS = {
+    "CraneEmbeddedDbBackend": Key(WORD, choices=EMBEDDED_DB_BACKENDS),
+    "CraneCtldDbPath": _t(),
+    "DbUser": _t(secret=True),
+    "DbPassword": _t(secret=True),
+    "DbHost": _t(),
+    "DbPort": Key(PORT),
+    "DbReplSetName": _t(),
+    "DbName": _t(),
+    "JobAggregationTimeoutMs": _i(),
+    "JobAggregationBatchSize": _i(),
+    "Vault": _m(),
+    "Vault.Enabled": _b(),
+    "Vault.Addr": _t(),
+    "Vault.Port": Key(PORT),
+    "Vault.Username": _t(secret=True),
+    "Vault.Password": _t(secret=True),
+    "Vault.Tls": _b(),
+    "Vault.ExpirationMinutes": _i(),
+}
+
+# Keys whose type and value rules live with their own checks (node groups, partitions, gres,
+# ports), so the table walk only looks for unknown keys below them.
+CHECKED_ELSEWHERE = {
+    "Nodes",
+    "Nodes[].name",
+    "Nodes[].cpu",
+    "Nodes[].memory",
+    "Nodes[].gres",
+    "Nodes[].gres[].DeviceFileList",
+    "Nodes[].gres[].DeviceCDIList",
+    "Partitions",
+    "Supervisor",
+    *PORT_KEYS,
+}
+
+
+def _cases(word):
+    return {word.lower(), word.upper(), word.capitalize()}
+
+
+# Spellings yaml-cpp's bool conversion accepts (any of lower, UPPER or Capitalised case).
+_YAML_CPP_BOOL_WORDS = ("y", "n", "yes", "no", "true", "false", "on", "off")
+# Quoted spellings yaml.v3 still decodes into a Go bool (its YAML 1.1 compatibility list).
+_YAML_V3_QUOTED_BOOLS = {w for s in ("y", "yes", "on", "n", "no", "off") for w in _cases(s)}
+_INT_TEXT = re.compile(r"^\+?[0-9]+$")
+_SIGNED_INT_TEXT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _kind_name(value):
+    """How YAML 1.1 typed a scalar, for messages."""
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return f"a {type(value).__name__}"
+
+
+def _shown(spec, value):
+    return "the value" if spec.secret else f"'{value}'"
+
+
+def _scalar_problem(spec, value):
+    """Why CraneSched (or the CLIs, for ``cli`` keys) would not read ``value`` as meant."""
+    if isinstance(value, (dict, list)):
+        return f"must be a single value, not a {'mapping' if isinstance(value, dict) else 'list'}"
+    if value is None:
+        return "has no value (the daemons abort on an empty scalar): give one or leave it out"
+    if spec.kind == TEXT and not isinstance(value, str):
+        what = "the value" if spec.secret else _kind_name(value)
+        return (
+            f"YAML 1.1 read {what} here, not the text you wrote (0123 becomes 83, yes becomes "
+            "true); CraneSched reads this key as a string: quote it"
+        )
+    if spec.kind == WORD:
+        if isinstance(value, bool):
+            return (
+                f"YAML 1.1 read {_kind_name(value)} here; write one of "
+                f"{', '.join(spec.choices)} (quoted)"
+            )
+        if value not in spec.choices:
+            return f"{_shown(spec, value)} must be one of {', '.join(spec.choices)}"
+    if spec.kind == BOOL:
+        return _bool_problem(spec, value)
+    if spec.kind == INT:
+        return _int_problem(spec, value)
+    if spec.kind == MEM:
+        return memory_problem(value)
+    if spec.kind == PORT and (isinstance(value, bool) or _as_port(value) is None):
+        return f"'{value}' is not a port 0-65535"
+    return None
+
+
+def _bool_problem(spec, value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if spec.cli and value not in _YAML_V3_QUOTED_BOOLS:
+            return (
+                f"the quoted '{value}' is refused by the Go CLIs (\"Config syntax error\"); "
+                "write true or false without quotes"
+            )
+        if value in {w for s in _YAML_CPP_BOOL_WORDS for w in _cases(s)}:
+            return None
+    return f"'{value}' is not a boolean: write true or false without quotes"
+
+
+def _int_problem(spec, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        if spec.unsigned and value < 0:
+            return f"'{value}' must not be negative"
+        return None
+    if isinstance(value, str):
+        if spec.cli:
+            return (
+                f"the quoted '{value}' is refused by the Go CLIs (\"Config syntax error\"); "
+                "write the integer without quotes"
+            )
+        if (_INT_TEXT if spec.unsigned else _SIGNED_INT_TEXT).match(value.strip()):
+            return None
+    return f"'{value}' must be an integer without quotes"
+
+
+def _table_item_label(pattern, label, index, item):
+    if pattern == "Nodes":
+        return group_label(index, item)
+    if pattern == "Partitions" and isinstance(item, dict) and item.get("name") is not None:
+        return f"Partitions[{index}] '{item['name']}'"
+    return f"{label}[{index}]"
+
+
+def _join(label, key, in_table):
+    if not label:
+        return str(key)
+    return f"{label} {key}" if in_table else f"{label}.{key}"
+
+
+def _nearest(key, known):
+    """The known key ``key`` most likely meant, or None."""
+    text = str(key)
+    for candidate in known:
+        if candidate.lower() == text.lower():
+            return candidate
+    found = difflib.get_close_matches(text, known, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def _children(table, pattern):
+    prefix = f"{pattern}." if pattern else ""
+    names = []
+    for path in table:
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            if "." not in rest and "[" not in rest:
+                names.append(rest)
+    return names
+
+
+def _walk_mapping(walk, data, pattern, label, in_table):
+    """Check each key of ``data`` (at ``pattern`` in the table), reporting under ``label``."""
+    table, report = walk
+    known = _children(table, pattern)
+    for key, value in data.items():
+        path = f"{pattern}.{key}" if pattern else str(key)
+        where = _join(label, key, in_table)
+        spec = table.get(path)
+        if spec is None:
+            if str(key) not in IGNORED_KEYS:
+                best = _nearest(key, known)
+                hint = f"; did you mean '{best}'?" if best else ""
+                report.warn(where, f"not a key CraneSched reads, so it has no effect{hint}")
+            continue
+        _walk_value(walk, spec, value, path, where)
+
+
+def _walk_value(walk, spec, value, path, where):
+    report = walk[1]
+    elsewhere = path in CHECKED_ELSEWHERE
+    if spec.kind == MAP:
+        if isinstance(value, dict):
+            if not spec.open:
+                _walk_mapping(walk, value, path, where, False)
+        elif value is not None and not elsewhere:
+            report.error(where, f"must be a mapping of {path}'s keys, not {_kind_name(value)}")
+    elif spec.kind == TABLE:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                item_label = _table_item_label(path, where, index, item)
+                if isinstance(item, dict):
+                    _walk_mapping(walk, item, f"{path}[]", item_label, True)
+                elif not elsewhere:
+                    report.error(item_label, "must be a mapping")
+        elif value is not None and not elsewhere:
+            report.error(where, f"must be a list, not {_kind_name(value)}")
+    elif spec.kind == LIST:
+        if not elsewhere and not (value is None or isinstance(value, list)):
+            report.error(where, f"must be a list, not {_kind_name(value)}")
+    elif not elsewhere:
+        problem = _scalar_problem(spec, value)
+        if problem:
+            report.error(where, problem)
+
+
+def _check_key_table(config, report):
+    _walk_mapping((CONFIG_KEYS, report), config, "", "", False)
+
+
+# --- YAML 1.1 words ------------------------------------------------------------------------
+
+
+def spell_false_words(data, table=None, pattern=""):
+    """``data`` with each YAML 1.1 false in a word key written back as that key's one false
+    word (``CranedDebugLevel: off`` arrives as false, is written ``off``), and notes saying so.
+    """
+    table = CONFIG_KEYS if table is None else table
+    notes = []
+    return _spelled(data, table, pattern, notes), notes
+
+
+def _spelled(data, table, pattern, notes):
+    if isinstance(data, list):
+        return [_spelled(item, table, f"{pattern}[]", notes) for item in data]
+    if not isinstance(data, dict):
+        return data
+    result = {}
+    for key, value in data.items():
+        path = f"{pattern}.{key}" if pattern else str(key)
+        spec = table.get(path)
+        result[key] = value
+        if spec is not None and spec.kind == WORD and value is False and spec.false_word:
+            notes.append(
+                f"{path}: YAML 1.1 read '{spec.false_word}' as false; written as "
+                f"'{spec.false_word}'"
+            )
+            result[key] = spec.false_word
+        elif spec is not None and spec.kind in (MAP, TABLE):
+            result[key] = _spelled(value, table, path, notes)
+    return result
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -195,17 +667,6 @@ def _check_listen_addresses(config, report):
                 f"'{config[key]}' must be an IPv4 or IPv6 literal, not a host name "
                 '(CraneSched: "Listening address is invalid.")',
             )
-
-
-def _check_enums(config, report):
-    for path in DEBUG_LEVEL_KEYS:
-        value = _get(config, path)
-        if value is not None and value not in DEBUG_LEVELS:
-            report.error(_key(path), f"'{value}' must be one of {', '.join(DEBUG_LEVELS)}")
-    for path in MEMORY_KEYS:
-        value = _get(config, path)
-        if value is not None and memory_problem(value):
-            report.error(_key(path), memory_problem(value))
 
 
 def _check_group_resources(label, group, report):
@@ -399,7 +860,8 @@ def _check_optional_sections(config, report):
     }
     if {"runinjob", "serial"} <= flags:
         report.error("JobLifecycleHook.PrologFlags", "RunInJob and Serial cannot be set together")
-    for index, lic in enumerate(config.get("Licenses") or []):
+    licenses = config.get("Licenses")
+    for index, lic in enumerate(licenses if isinstance(licenses, list) else []):
         if not isinstance(lic, dict) or "name" not in lic or "quantity" not in lic:
             report.error(f"Licenses[{index}]", "needs both name and quantity")
     _check_tls(config, report)
@@ -426,10 +888,8 @@ def _check_preempt(config, report):
     if not isinstance(preempt, dict):
         return
     kind, mode = preempt.get("PreemptType", "none"), preempt.get("PreemptMode", "OFF")
-    if kind not in PREEMPT_TYPES:
-        report.error("Preempt.PreemptType", f"'{kind}' must be one of {', '.join(PREEMPT_TYPES)}")
-    if mode not in PREEMPT_MODES:
-        report.error("Preempt.PreemptMode", f"'{mode}' must be one of {', '.join(PREEMPT_MODES)}")
+    if kind not in PREEMPT_TYPES or mode not in PREEMPT_MODES:
+        return  # the key table names the bad value
     if (kind == "none") != (mode == "OFF"):
         report.error("Preempt", "PreemptType and PreemptMode must be both disabled or both set")
 
@@ -450,12 +910,16 @@ def validate(config, database=None):
     """
     report = Report()
     if not isinstance(config, dict) or not config:
-        report.error("crane:config", "missing or not a mapping: the pillar must hold config.yaml")
+        got = "" if not config else f" (it is {_kind_name(config)})"
+        report.error(
+            "crane:config", f"missing or not a mapping: the pillar must hold config.yaml{got}"
+        )
         return report.result()
+    config, _notes = spell_false_words(config)
+    _check_key_table(config, report)
     _check_cluster_keys(config, report)
     _check_ports(config, report)
     _check_listen_addresses(config, report)
-    _check_enums(config, report)
     hosts = _check_nodes(config, report)
     _check_default_partition(config, _check_partitions(config, hosts, report), report)
     _check_timing(config, report)
@@ -476,12 +940,10 @@ def _check_database(database, report):
             "crane:database:DbReplSetName",
             'required (cranectld: "Unknown Replica Set name"); MongoDB must run as a replica set',
         )
-    backend = database.get("CraneEmbeddedDbBackend")
-    if backend is not None and backend not in EMBEDDED_DB_BACKENDS:
-        report.error(
-            "crane:database:CraneEmbeddedDbBackend",
-            f"'{backend}' must be one of {', '.join(EMBEDDED_DB_BACKENDS)}",
-        )
+    found = Report()
+    _walk_mapping((DATABASE_KEYS, found), database, "", "", False)
+    report.errors += [f"crane:database:{text}" for text in found.errors]
+    report.warnings += [f"crane:database:{text}" for text in found.warnings]
     vault = database.get("Vault")
     if vault is not None and not (
         isinstance(vault, dict) and vault.get("Username") and vault.get("Password")
@@ -506,10 +968,12 @@ def prepare(config):
     """The config as the formula writes it, and notes on what the formula changed.
 
     The formula only enforces what systemd needs: both daemons in the foreground, and a
-    trailing '/' on CraneBaseDir (CraneSched concatenates paths to it).
+    trailing '/' on CraneBaseDir (CraneSched concatenates paths to it); and it writes back the
+    word YAML 1.1 turned into false where only one word was possible (``spell_false_words``).
     """
-    prepared = dict(config or {})
-    notes = []
+    if not isinstance(config, dict):
+        return {}, []  # validation names the problem
+    prepared, notes = spell_false_words(config)
     for key in FORCED_TRUE_KEYS:
         if prepared.get(key) is not True:
             notes.append(f"{key} set to true (the systemd units need the daemon in the foreground)")
@@ -590,3 +1054,128 @@ def roles(config, host_names, login_nodes=()):
     if names & logins:
         found.append("login")
     return found
+
+
+# --- the formula's own settings ------------------------------------------------------------
+
+# Formula switches that take one of a few words (their meaning: parameters/defaults.yaml).
+FORMULA_CHOICES = {
+    "restart": ("on_change", "never"),
+    "install:method": ("repo", "files", "binaries"),
+}
+# Sections holding CraneSched's own files, checked key by key by ``validate``.
+FILE_SECTIONS = {"config": "config.yaml", "database": "database.yaml"}
+
+
+def check_settings(pillar, defaults=None):
+    """The pillar ``crane`` checked against the formula's defaults (their types, their keys)
+    and ``FORMULA_CHOICES``, before anything is merged or rendered.
+
+    Returns ``(usable, errors, warnings)``: ``usable`` is the pillar without the values that
+    are refused (so the templates still render and the validation state can fail with the
+    errors); each message names the key as ``crane:a:b``.
+    """
+    errors, warnings = [], []
+    if pillar is None:
+        return {}, errors, warnings
+    if not isinstance(pillar, dict):
+        errors.append(
+            f"crane: must be a mapping of the formula's settings, not {_kind_name(pillar)}"
+        )
+        return {}, errors, warnings
+    usable = _settings_walk(pillar, defaults, "crane", (errors, warnings))
+    return usable, errors, warnings
+
+
+def _settings_walk(data, defaults, where, found):
+    errors, warnings = found
+    usable = {}
+    for key, value in data.items():
+        path = f"{where}:{key}"
+        problem = _setting_problem(path, key, value, defaults, warnings)
+        if problem:
+            errors.append(f"{path}: {problem}")
+            continue
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        nested = isinstance(default, dict) and default and isinstance(value, dict)
+        usable[key] = _settings_walk(value, default, path, found) if nested else value
+    return usable
+
+
+def _setting_problem(path, key, value, defaults, warnings):
+    """Why ``value`` is refused, or None (an unknown key only warns)."""
+    relative = path.removeprefix("crane:")
+    if relative in FILE_SECTIONS:
+        if value is None or isinstance(value, dict):
+            return None
+        return (
+            f"must be a mapping (the content of {FILE_SECTIONS[relative]}), not {_kind_name(value)}"
+        )
+    if isinstance(defaults, dict) and defaults and key not in defaults:
+        best = _nearest(key, [str(k) for k in defaults])
+        hint = f"; did you mean '{best}'?" if best else ""
+        warnings.append(f"{path}: not a setting of the formula, so it has no effect{hint}")
+        return None
+    default = defaults.get(key) if isinstance(defaults, dict) else None
+    problem = _setting_type_problem(default, value)
+    if problem is None and relative in FORMULA_CHOICES and value not in FORMULA_CHOICES[relative]:
+        problem = f"'{value}' must be one of {', '.join(FORMULA_CHOICES[relative])}"
+    return problem
+
+
+def _setting_type_problem(default, value):
+    """Why ``value`` cannot stand where the formula's default is ``default``."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        wanted = "true or false"
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        wanted = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        wanted = "a string (quote it: YAML 1.1 reads 1.10 as the number 1.1)"
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+        wanted = "a mapping"
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+        wanted = "a list"
+    else:
+        return None
+    return None if ok else f"must be {wanted}, not {_kind_name(value)}"
+
+
+# --- crane.clean ---------------------------------------------------------------------------
+
+# Trees no CraneSched data directory may be or contain: removing one breaks the node.
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root",
+                "/run", "/sbin", "/sys", "/usr")  # fmt: skip
+SYSTEM_DIRS = ("/var/lib", "/var/log", "/var/cache", "/var/spool", "/var/tmp", "/var/run",
+               "/var/mail", "/var/backups", "/var/opt", "/var/local", "/home", "/srv", "/opt",
+               "/mnt", "/media", "/tmp")  # fmt: skip
+
+
+def data_dir_refusal(path):
+    """Why ``crane.clean`` with ``remove_data`` must not remove ``path`` (CraneBaseDir), or
+    None when it may: the path must be absolute, at least two levels deep, and neither a
+    system directory nor inside a system tree."""
+    text = str(path or "")
+    if not text.startswith("/"):
+        return f"CraneBaseDir '{text}' is not an absolute path"
+    normal = os.path.normpath(text)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    depth = len([part for part in normal.split("/") if part])
+    inside = [tree for tree in SYSTEM_TREES if normal == tree or normal.startswith(tree + "/")]
+    if depth < 2 or normal in SYSTEM_DIRS:
+        why = "a system directory"
+    elif inside:
+        why = f"inside {inside[0]}"
+    else:
+        return None
+    return (
+        f"refusing to remove CraneBaseDir '{text}' (crane:clean:remove_data): it is {why}; "
+        "set CraneBaseDir to CraneSched's own directory (e.g. /var/crane/) or remove it by hand"
+    )

@@ -4,3 +4,13 @@ include:
   - .package.clean
   - .firewall.clean
   - .gres.clean
+{%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
+{%- if crane.remove_data_refusal %}
+
+{#- First, and the run stops here: nothing is cleaned while CraneBaseDir is unsafe to remove. #}
+crane-clean-data-refused:
+  test.fail_without_changes:
+    - name: {{ crane.remove_data_refusal | json }}
+    - order: 1
+    - failhard: true
+{%- endif %}

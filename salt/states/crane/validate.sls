@@ -11,4 +11,5 @@ crane-validate-config:
     - database: true
 {%- endif %}
     - notes: {{ crane.config_notes | json }}
+    - settings: {{ {"errors": crane.settings_errors, "warnings": crane.settings_warnings} | json }}
     - failhard: true

@@ -38,7 +38,8 @@ crane-package-clean-repo-file-absent:
     - name: {{ "/etc/apt/sources.list.d/cranesched.list" if grains.os_family == "Debian" else "/etc/yum.repos.d/cranesched.repo" }}
 {%- endif %}
 
-{%- if crane.get("clean", {}).get("remove_data") %}
+{#- crane.remove_data_refusal: CraneBaseDir is a system directory (crane/clean.sls fails) #}
+{%- if crane.clean.remove_data and not crane.remove_data_refusal %}
 
 crane-package-clean-data-file-absent:
   file.absent:
