@@ -338,12 +338,10 @@ DATABASE_KEYS = {
 # ports), so the table walk only looks for unknown keys below them.
 CHECKED_ELSEWHERE = {
     "Nodes",
-    "Nodes[].name",
     "Nodes[].cpu",
     "Nodes[].memory",
     "Nodes[].gres",
     "Nodes[].gres[].DeviceFileList",
-    "Nodes[].gres[].DeviceCDIList",
     "Partitions",
     "Supervisor",
     *PORT_KEYS,
@@ -390,8 +388,8 @@ def _scalar_problem(spec, value):
     if spec.kind == WORD:
         if isinstance(value, bool):
             return (
-                f"YAML 1.1 read {_kind_name(value)} here; write one of "
-                f"{', '.join(spec.choices)} (quoted)"
+                f"YAML 1.1 read {_kind_name(value)} here; CraneSched accepts only "
+                f"{', '.join(spec.choices)}: quote it"
             )
         if value not in spec.choices:
             return f"{_shown(spec, value)} must be one of {', '.join(spec.choices)}"
@@ -850,7 +848,7 @@ def _check_optional_sections(config, report):
         report.error(
             "HealthCheck.Program", 'required (craned: "HealthCheckProgram is not configured")'
         )
-    if _get(config, ("Container", "Enabled")) and not _get(
+    if _is_on(_get(config, ("Container", "Enabled"))) and not _get(
         config, ("Container", "RuntimeEndpoint")
     ):
         report.error("Container.RuntimeEndpoint", "required when Container.Enabled is true")
@@ -868,8 +866,15 @@ def _check_optional_sections(config, report):
     _check_preempt(config, report)
 
 
+def _is_on(value):
+    """A boolean as the daemons convert it (yaml-cpp also takes y, yes, on, true as text)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("y", "yes", "on", "true")
+    return bool(value)
+
+
 def _check_tls(config, report):
-    if not _get(config, ("TLS", "Enabled")):
+    if not _is_on(_get(config, ("TLS", "Enabled"))):
         return
     for key in TLS_FILE_KEYS:
         if not _get(config, ("TLS", key)):

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from tests.support.bad_configs import CASES
+from tests.support.bad_configs import CASES, changed
 from tests.support.caller import example_pillar, node_grains
 
 
@@ -47,8 +47,7 @@ def only_validation_ran(result):
 
 @pytest.mark.parametrize(("change", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_config_stops_the_run_before_any_change(local_minion, change, message):
-    crane = copy.deepcopy(example_pillar(control=True)["crane"])
-    change(crane)
+    crane = changed(change, copy.deepcopy(example_pillar(control=True)["crane"]))
     comment = validation_comment(apply(local_minion, crane, "cranectl", test=True))
     assert "error(s) in the CraneSched config for /etc/crane/config.yaml" in comment
     assert message in comment

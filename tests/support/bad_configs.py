@@ -1,7 +1,8 @@
 """One bad cluster config per CraneSched rule: (id, change to the example pillar, message).
 
-``change(crane)`` edits a deep copy of the example pillar's ``crane`` mapping in place;
-``message`` must appear in the validation error that names the key (and node group).
+``change(crane)`` edits a deep copy of the example pillar's ``crane`` mapping in place, or
+returns what replaces it; ``message`` must appear in the validation error that names the key
+(and node group). ``changed(change, crane)`` applies a change either way.
 """
 
 CASES = []
@@ -13,6 +14,12 @@ def case(message):
         return change
 
     return register
+
+
+def changed(change, crane):
+    """The pillar ``crane`` after ``change``."""
+    replacement = change(crane)
+    return crane if replacement is None else replacement
 
 
 def _nodes(crane):
@@ -260,3 +267,68 @@ def bad_database_password_breaks_uri(crane):
 def bad_node_name_typo_expands_past_the_bound(crane):
     _nodes(crane)[0]["name"] = "cn[1-99999999]"
     crane["config"]["Partitions"][0]["nodes"] = "cn[1-99999999]"
+
+
+@case("crane: must be a mapping of the formula's settings, not a str")
+def bad_crane_not_a_mapping(_crane):
+    return "oops"
+
+
+@case("crane:config: must be a mapping (the content of config.yaml), not a str")
+def bad_config_a_string(crane):
+    crane["config"] = "ClusterName: x"
+
+
+@case("crane:restart: 'on-change' must be one of on_change, never")
+def bad_restart_word(crane):
+    crane["restart"] = "on-change"
+
+
+@case("crane:verify: must be a mapping, not a str")
+def bad_formula_setting_type(crane):
+    crane["verify"] = "yes"
+
+
+@case("CraneCtld: must be a mapping of CraneCtld's keys, not the number 5")
+def bad_section_not_a_mapping(crane):
+    crane["config"]["CraneCtld"] = 5
+
+
+@case("Partitions[0] 'CPU' priority: 'high' must be an integer without quotes")
+def bad_partition_priority_type(crane):
+    crane["config"]["Partitions"][0]["priority"] = "high"
+
+
+@case("ClusterName: YAML 1.1 read the number 83 here")
+def bad_name_yaml_made_a_number(crane):
+    crane["config"]["ClusterName"] = 83  # ClusterName: 0123
+
+
+@case("crane:database:DbPassword: YAML 1.1 read the value here")
+def bad_password_yaml_made_a_number(crane):
+    crane["database"]["DbPassword"] = 83  # DbPassword: 0123
+
+
+@case("CranedDebugLevel: YAML 1.1 read the boolean true here")
+def bad_debug_level_yaml_made_true(crane):
+    crane["config"]["CranedDebugLevel"] = True  # CranedDebugLevel: on
+
+
+@case("TLS.Enabled: the quoted 'true' is refused by the Go CLIs")
+def bad_tls_enabled_quoted(crane):
+    crane["config"]["TLS"] = {"Enabled": "true"}
+
+
+@case("JobLifecycleHook.PrologTimeout: the quoted '60' is refused by the Go CLIs")
+def bad_prolog_timeout_quoted(crane):
+    crane["config"]["JobLifecycleHook"] = {"PrologTimeout": "60"}
+
+
+@case("Container.UserNsEnabledByDefault: the quoted 'false' is refused by the Go CLIs")
+def bad_userns_quoted(crane):
+    crane["config"]["Container"] = {"UserNsEnabledByDefault": "false"}
+
+
+@case("Plugin.Enabled: the quoted 'true' is refused by the Go CLIs")
+def bad_plugin_enabled_quoted(crane):
+    crane["config"]["Plugin"] = {"Enabled": "true"}

@@ -8,9 +8,11 @@ include:
 {%- if crane.remove_data_refusal %}
 
 {#- First, and the run stops here: nothing is cleaned while CraneBaseDir is unsafe to remove. #}
+{#- The message is the name: test=True replaces a failing test state's comment. #}
 crane-clean-data-refused:
   test.fail_without_changes:
     - name: {{ crane.remove_data_refusal | json }}
+    - comment: {{ crane.remove_data_refusal | json }}
     - order: 1
     - failhard: true
 {%- endif %}
