@@ -515,9 +515,12 @@ def health(nodes=None, allow_drained=None, allow_down=None):
         salt cranectl crane.health nodes='cn[01-04]'
     """
     expected = _expected_nodes(nodes)
-    result = __utils__["crane_cinfo.health"](
-        cinfo(), expected, allow_drained=allow_drained or (), allow_down=allow_down or ()
-    )
+    try:
+        result = __utils__["crane_cinfo.health"](
+            cinfo(), expected, allow_drained=allow_drained or (), allow_down=allow_down or ()
+        )
+    except ValueError as exc:  # e.g. a host list past the bound, named in the message
+        raise CommandExecutionError(str(exc)) from exc
     if not result["healthy"]:
         __context__["retcode"] = 1
     return result

@@ -79,10 +79,12 @@ def expand(expr: str, max_hosts: int = MAX_HOSTS, *, any_suffix: bool = False) -
     reads such output back into the names.
     """
     limit = MAX_HOSTS if max_hosts is None else min(max_hosts, MAX_HOSTS)
-    items = _parsed_items(expr, any_suffix)
-    total = sum(_item_count(item) for item in items)
+    items, plain = _parsed_items(expr, any_suffix)
+    total = len(items) if plain else sum(_item_count(item) for item in items)
     if total > limit:
         raise HostListError(expr, f"expands to {total} hosts, more than {limit} hosts")
+    if plain:
+        return items  # a list of names without brackets: nothing to build
     hosts = []
     for item in items:
         if isinstance(item, str):
@@ -94,17 +96,18 @@ def expand(expr: str, max_hosts: int = MAX_HOSTS, *, any_suffix: bool = False) -
 
 def count(expr: str, *, any_suffix: bool = False) -> int:
     """How many names ``expand(expr)`` gives, without building them (no bound applies)."""
-    return sum(_item_count(item) for item in _parsed_items(expr, any_suffix))
+    return sum(_item_count(item) for item in _parsed_items(expr, any_suffix)[0])
 
 
 def _parsed_items(expr, any_suffix):
-    """Items of ``expr``: a literal name, or (groups, suffix) with each group as
-    (prefix, parsed elements). Raises ``HostListError`` as CraneSched's parser fails."""
+    """``(items, plain)``: each item a literal name, or (groups, suffix) with each group as
+    (prefix, parsed elements); ``plain`` when there is no bracket at all. Raises
+    ``HostListError`` as CraneSched's parser fails."""
     if not isinstance(expr, str):
         raise TypeError(f"host list must be a string, not {type(expr).__name__}")
     text = expr.replace(" ", "")
     if "[" not in text and "]" not in text:
-        return _plain_items(text)
+        return _plain_items(text), True
     items = []
     for raw in _split_items(text, expr):
         item = raw.strip(_ITEM_WHITESPACE)
@@ -114,7 +117,7 @@ def _parsed_items(expr, any_suffix):
             items.append(_parse_item(item, expr))
         else:
             items.append(item)
-    return items
+    return items, False
 
 
 def _plain_items(text):

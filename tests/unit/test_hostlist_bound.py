@@ -5,6 +5,7 @@ given (validation, crane.expand_hostlist, crane.drain, crane.health, the runner)
 import copy
 import tracemalloc
 
+import crane_cinfo
 import crane_config
 import crane_hostlist
 import pytest
@@ -13,6 +14,7 @@ from salt.exceptions import CommandExecutionError
 
 from tests.support.caller import example_pillar
 from tests.support.dunder import load
+from tests.unit.test_module_crane import CINFO_JSON
 from tests.unit.test_upgrade_runner import answers_for, fake_cluster, runner  # noqa: F401
 
 TYPO = "cn[1-99999999]"
@@ -101,6 +103,21 @@ def test_drain_and_health_go_through_the_same_bound(crane_module):
     assert calls == []  # ccontrol never ran
     with pytest.raises(CommandExecutionError, match="expands to 99999999 hosts"):
         crane.health(nodes=TYPO)
+
+
+def test_health_allow_down_goes_through_the_bound(monkeypatch):
+    pillar = example_pillar(control=True)
+    pillar["crane"]["bin_dir"] = "/bin"
+    crane = load(
+        "_modules",
+        __salt__={"cmd.run_all": lambda argv, **kw: {"retcode": 0, "stdout": "{}", "stderr": ""}},
+        __pillar__=pillar,
+        __grains__={"host": "cranectl", "nodename": "cranectl", "id": "cranectl"},
+    )
+    partitions = crane_cinfo.parse_cinfo_json(CINFO_JSON)  # cn03 is down
+    monkeypatch.setattr(crane, "cinfo", lambda: partitions)
+    with pytest.raises(CommandExecutionError, match="expands to 99999999 hosts"):
+        crane.health(allow_down=TYPO)
 
 
 def test_runner_allow_down_fails_naming_the_expression(runner, monkeypatch):  # noqa: F811
