@@ -84,7 +84,7 @@ class Report:
 #         written back as that word: nothing else could have been meant.
 #   bool, int, port, mem   a boolean; an integer (``unsigned``: not negative); a port (an
 #         integer or its digits); a memory size string (checked by ``memory_problem``).
-#   map   a mapping of further keys; ``open`` maps take any key.
+#   map   a mapping of further keys.
 #   list  a sequence of text; ``table`` a sequence of mappings whose keys follow as ``Key[].x``.
 # ``cli``: the Go CLIs (cinfo, ccontrol, …) and cfored decode it with yaml.v3 into a typed Go
 # field (bool, int, uint64, struct, slice). yaml.v3 refuses a quoted "true" or "60" there
@@ -95,13 +95,12 @@ class Report:
 class Key:
     """One row of the key table."""
 
-    def __init__(self, kind, *, cli=False, choices=(), unsigned=True, secret=False, open_=False):
+    def __init__(self, kind, *, cli=False, choices=(), unsigned=True, secret=False):
         self.kind = kind
         self.cli = cli
         self.choices = tuple(choices)
         self.unsigned = unsigned
         self.secret = secret
-        self.open = open_
 
     @property
     def false_word(self):
@@ -128,8 +127,8 @@ def _i(cli=False, unsigned=True):
     return Key(INT, cli=cli, unsigned=unsigned)
 
 
-def _m(cli=False, open_=False):
-    return Key(MAP, cli=cli, open_=open_)
+def _m(cli=False):
+    return Key(MAP, cli=cli)
 
 
 CONFIG_KEYS = {
@@ -353,7 +352,9 @@ def _cases(word):
 
 
 # Spellings yaml-cpp's bool conversion accepts (any of lower, UPPER or Capitalised case).
-_YAML_CPP_BOOL_WORDS = ("y", "n", "yes", "no", "true", "false", "on", "off")
+_YAML_CPP_BOOLS = {
+    w for s in ("y", "n", "yes", "no", "true", "false", "on", "off") for w in _cases(s)
+}
 # Quoted spellings yaml.v3 still decodes into a Go bool (its YAML 1.1 compatibility list).
 _YAML_V3_QUOTED_BOOLS = {w for s in ("y", "yes", "on", "n", "no", "off") for w in _cases(s)}
 _INT_TEXT = re.compile(r"^\+?[0-9]+$")
@@ -413,7 +414,7 @@ def _bool_problem(spec, value):
                 f"the quoted '{value}' is refused by the Go CLIs (\"Config syntax error\"); "
                 "write true or false without quotes"
             )
-        if value in {w for s in _YAML_CPP_BOOL_WORDS for w in _cases(s)}:
+        if value in _YAML_CPP_BOOLS:
             return None
     return f"'{value}' is not a boolean: write true or false without quotes"
 
@@ -491,8 +492,7 @@ def _walk_value(walk, spec, value, path, where):
     elsewhere = path in CHECKED_ELSEWHERE
     if spec.kind == MAP:
         if isinstance(value, dict):
-            if not spec.open:
-                _walk_mapping(walk, value, path, where, False)
+            _walk_mapping(walk, value, path, where, False)
         elif value is not None and not elsewhere:
             report.error(where, f"must be a mapping of {path}'s keys, not {_kind_name(value)}")
     elif spec.kind == TABLE:
