@@ -107,6 +107,9 @@ def _daemon_failure(report):
     return "\n".join(parts)
 
 
+UNREACHABLE_MARK = "(cinfo exit 3)"  # crane.cinfo's error while cranectld does not answer
+
+
 def _wait_until_answering(name, log_file, pid, timeout, poll):
     """cranectld answers clients only once its databases are initialised, and exits when
     MongoDB cannot be reached (after the driver's server-selection timeout) while systemd
@@ -118,6 +121,8 @@ def _wait_until_answering(name, log_file, pid, timeout, poll):
             return _ret(name, True, f"{name} is running (pid {pid}) and answers client requests")
         except CommandExecutionError as exc:
             refusal = str(exc)
+            if UNREACHABLE_MARK not in refusal:  # cinfo itself fails: waiting will not help
+                return _ret(name, False, f"{name} is running (pid {pid}) but {refusal}")
         report = __salt__["crane.daemon_report"](name, log_file=log_file)
         if not report["active"] or report["main_pid"] != pid:
             return _ret(name, False, _daemon_failure(report))

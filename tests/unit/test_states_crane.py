@@ -280,3 +280,14 @@ def test_daemon_healthy_error_line_before_the_logger_exists():
 def test_daemon_healthy_without_ready_timeout_never_asks_cinfo():
     mod = ctld_states([report()], [])
     assert mod.daemon_healthy("craned", settle=3)["result"] is True
+
+
+def test_daemon_healthy_does_not_wait_when_cinfo_itself_fails():
+    broken = CommandExecutionError("cinfo failed (exit 2): Config syntax error in config.yaml")
+    mod = ctld_states([report(), report()], [broken])
+    ret = mod.daemon_healthy("cranectld", settle=3, poll=0, ready_timeout=60)
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        "cranectld is running (pid 42) but cinfo failed (exit 2): "
+        "Config syntax error in config.yaml"
+    )
