@@ -52,7 +52,8 @@ def test_cranectld_refuses_clients_until_its_start_up_delay_is_over(sim):
     ctld = sim.spawn(
         "cranectld", ["-C", str(sim.ctld_config_path()), "-D", str(db)], env, "ctld.out"
     )
-    early = sim.run("cinfo")
+    assert wait_for(lambda: "Hostname of CraneCtld" in sim.log("ctld.out"))
+    early = sim.run("cinfo")  # its config is read, it is still "connecting to MongoDB"
     assert (early.returncode, early.stderr) == (3, BROKEN)
     assert ctld.poll() is None
     assert wait_for(lambda: sim.run("cinfo").returncode == 0, timeout=20)
