@@ -174,7 +174,8 @@ def test_binaries_method_installs_0755_files_and_units(minion):
     assert craned["mode"] == "0755"
     unit = args(states["crane-package-unit-craned-file-managed"])
     assert unit["name"] == "/etc/systemd/system/craned.service"
-    assert not any(args(s)["fun"] == "pkg.installed" for s in states.values())
+    installed = [tag for tag, s in states.items() if args(s)["fun"] == "pkg.installed"]
+    assert installed == ["crane-package-runtime-pkg-installed"]  # libraries, no CraneSched package
 
 
 def test_files_method_caches_then_installs(minion):
