@@ -316,10 +316,31 @@ def config_hash(path=CONFIG_PATH):
 
 
 def _db_path(config, database):
-    """cranectld's embedded DB: CraneCtldDbPath under CraneBaseDir (or CraneSharedBaseDir)."""
+    """cranectld's embedded DB prefix: CraneCtldDbPath under CraneBaseDir (or
+    CraneSharedBaseDir)."""
     rel = str(database.get("CraneCtldDbPath") or "cranectld/embedded.db")
+    return os.path.join(_ctld_base(config), rel)
+
+
+def _ctld_base(config):
     base = (config.get("Keepalived") or {}).get("CraneSharedBaseDir") or config.get("CraneBaseDir")
-    return os.path.join(str(base or "/var/crane/"), rel)
+    return str(base or "/var/crane/")
+
+
+def _ctld_lock(config):
+    """cranectld's singleton lock: it takes it at every start, before it opens its DB."""
+    rel = str(config.get("CraneCtldMutexFilePath") or "cranectld/cranectld.lock")
+    return os.path.join(_ctld_base(config), rel)
+
+
+def _db_files(prefix):
+    """Every file and directory named by appending to the DB prefix. CraneSched opens
+    ``<prefix>var``, ``fix``, ``resv``, ``step_var`` and ``step_fix``; BerkeleyDB adds a
+    ``<file>Env/`` directory next to each; nothing exists at the prefix itself."""
+    folder, stem = os.path.split(prefix)
+    if not stem or not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.startswith(stem))
 
 
 def _prune_backups(dest, prefix, keep):
@@ -334,13 +355,30 @@ def _prune_backups(dest, prefix, keep):
     return removed
 
 
+def _copy_db(files, target):
+    os.makedirs(target, mode=0o700)
+    copied = []
+    for path in files:
+        dest = os.path.join(target, os.path.basename(path))
+        if os.path.isdir(path):
+            shutil.copytree(path, dest)
+        else:
+            shutil.copy2(path, dest)
+        copied.append(dest)
+    return copied
+
+
 def backup_db(keep=5, dest=None, force=False):
     """
-    Copy cranectld's embedded DB (``CraneCtldDbPath`` of ``crane:database``, relative to
-    CraneBaseDir) to ``<dest>/<name>.<UTC timestamp>`` and keep the last ``keep`` copies.
-    ``dest`` defaults to ``<CraneBaseDir>/backup``. Refuses while cranectld runs (the copy
-    would not be consistent) unless ``force`` is true.
-    Returns ``{'source', 'backup' (None when there is no DB yet), 'removed'}``.
+    Copy cranectld's embedded DB into the directory ``<dest>/<name>.<UTC timestamp>`` and keep
+    the last ``keep`` copies. ``CraneCtldDbPath`` (``crane:database``, relative to CraneBaseDir
+    or ``Keepalived.CraneSharedBaseDir``) is a prefix: every file and directory whose name
+    starts with it is copied. ``dest`` defaults to ``<CraneBaseDir>/backup``. Refuses while
+    cranectld runs (the copy would not be consistent) unless ``force`` is true, and fails when
+    cranectld has run here (its lock file exists) but no DB file is found.
+    Returns ``{'source' (the prefix), 'backup' (the backup directory, None when cranectld
+    never ran here), 'files' (the copies), 'removed'}``. To restore, stop cranectld and copy
+    the backup directory's files back next to the prefix.
 
     CLI Example:
 
@@ -353,19 +391,28 @@ def backup_db(keep=5, dest=None, force=False):
     source = _db_path(config, settings.get("database") or {})
     if not force and __salt__["service.status"]("cranectld"):
         raise CommandExecutionError("cranectld is running: stop it before backing up its DB")
+    files = _db_files(source)
+    if not files:
+        lock = _ctld_lock(config)
+        if os.path.exists(lock):
+            raise CommandExecutionError(
+                f"cranectld has run on this node ({lock} exists) but no embedded DB file starts "
+                f"with {source}: check CraneCtldDbPath in crane:database"
+            )
+        return {"source": source, "backup": None, "files": [], "removed": []}
     dest = dest or os.path.join(str(config.get("CraneBaseDir") or "/var/crane/"), "backup")
     os.makedirs(dest, mode=0o700, exist_ok=True)
     prefix = os.path.basename(source.rstrip("/")) + "."
-    if not os.path.exists(source):
-        return {"source": source, "backup": None, "removed": []}
     target = os.path.join(dest, prefix + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
     if os.path.exists(target):
         target += f".{time.monotonic_ns()}"
-    if os.path.isdir(source):
-        shutil.copytree(source, target)
-    else:
-        shutil.copy2(source, target)
-    return {"source": source, "backup": target, "removed": _prune_backups(dest, prefix, keep)}
+    copied = _copy_db(files, target)
+    return {
+        "source": source,
+        "backup": target,
+        "files": copied,
+        "removed": _prune_backups(dest, prefix, keep),
+    }
 
 
 # --- gres ----------------------------------------------------------------------------------

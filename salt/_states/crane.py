@@ -7,6 +7,7 @@ second apply of the formula reports zero changes.
 """
 
 import logging
+import re
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -86,11 +87,26 @@ def gres_valid(name, config=None, dev_root="/dev"):
     return _ret(name, False, comment)
 
 
+_ERROR_LINE = re.compile(r"^\[(?:[EC] \S+ \S+ \S+\]|\S+ \S+\] \[(?:error|critical)\])")
+
+
+def _error_line(report):
+    """The daemon's own last error line (spdlog ``[E …]``/``[C …]`` or, before its logger
+    exists, ``[…] [error]``), from its log file, else its journal."""
+    for text in (report["log"], report["journal"]):
+        errors = [line for line in text.splitlines() if _ERROR_LINE.match(line)]
+        if errors:
+            return errors[-1]
+    return ""
+
+
 def _daemon_failure(report):
-    parts = [
+    headline = (
         f"{report['unit']} is not running ({report['state']}, exit status "
         f"{report['exit_status'] or '?'}, {report['restarts']} restart(s))"
-    ]
+    )
+    error = _error_line(report)
+    parts = [f"{headline}: {error}" if error else headline]
     if report["journal"]:
         parts.append(f"journal:\n{report['journal']}")
     if report["log"]:
@@ -98,14 +114,44 @@ def _daemon_failure(report):
     return "\n".join(parts)
 
 
-def daemon_healthy(name, log_file=None, settle=3, poll=0.5):
+UNREACHABLE_MARK = "(cinfo exit 3)"  # crane.cinfo's error while cranectld does not answer
+
+
+def _wait_until_answering(name, log_file, pid, timeout, poll):
+    """cranectld answers clients only once its databases are initialised, and exits when
+    MongoDB cannot be reached (after the driver's server-selection timeout) while systemd
+    shows it running: wait for an answer to ``cinfo``, an exit, or ``timeout`` seconds."""
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        try:
+            __salt__["crane.cinfo"]()
+            return _ret(name, True, f"{name} is running (pid {pid}) and answers client requests")
+        except CommandExecutionError as exc:
+            refusal = str(exc)
+            if UNREACHABLE_MARK not in refusal:  # cinfo itself fails: waiting will not help
+                return _ret(name, False, f"{name} is running (pid {pid}) but {refusal}")
+        report = __salt__["crane.daemon_report"](name, log_file=log_file)
+        if not report["active"] or report["main_pid"] != pid:
+            return _ret(name, False, _daemon_failure(report))
+        if time.monotonic() >= deadline:
+            return _ret(
+                name,
+                False,
+                f"{name} is running (pid {pid}) but answered no client request within "
+                f"{timeout} s: {refusal}",
+            )
+        time.sleep(poll)
+
+
+def daemon_healthy(name, log_file=None, settle=3, poll=0.5, ready_timeout=0):
     """
     Check that a CraneSched daemon stays up after a (re)start. Under ``Type=simple`` systemd
     reports a start as done before the daemon has read its config; CraneSched exits a moment
     later when it rejects it. This waits until the running process is ``settle`` seconds old
-    (no wait for a daemon that has been up longer). On failure the comment carries the last
-    lines of the journal and the log file, so CraneSched's own reason shows in Salt's output.
-    Changes nothing.
+    (no wait for a daemon that has been up longer). With ``ready_timeout`` (cranectld) it then
+    waits, at most that many seconds, until the daemon answers a client request (``cinfo``)
+    or exits. On failure the comment names the daemon's own error line and carries the last
+    lines of the journal and the log file. Changes nothing.
 
     name
         The systemd unit (cranectld, craned, cfored).
@@ -113,6 +159,8 @@ def daemon_healthy(name, log_file=None, settle=3, poll=0.5):
         The daemon's log file (under CraneBaseDir).
     settle
         Seconds the daemon must have been running.
+    ready_timeout
+        Seconds to wait for an answer to a client request after ``settle``; 0 does not ask.
     """
     report = __salt__["crane.daemon_report"](name, log_file=log_file)
     if __opts__["test"] and not report["active"]:
@@ -123,6 +171,8 @@ def daemon_healthy(name, log_file=None, settle=3, poll=0.5):
         report = __salt__["crane.daemon_report"](name, log_file=log_file)
     if not report["active"] or report["main_pid"] != pid:
         return _ret(name, False, _daemon_failure(report))
+    if ready_timeout:
+        return _wait_until_answering(name, log_file, pid, ready_timeout, poll)
     return _ret(name, True, f"{name} is running (pid {pid})")
 
 

@@ -71,7 +71,21 @@ def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str
     """``(sls_name -> data, top)`` for the cluster: example (or placeholder) + local repo URL."""
     sls = copy.deepcopy(load_example(repo_root)) or placeholder(spec)
     _point_repo_at(sls, spec.repo_url())
+    _simulator_runtime(sls)
     return sls, top_for(spec, sls)
+
+
+# The simulator's programs are Python: what they need at run time replaces CraneSched's
+# libraries (the test nodes have no Debian mirror; these come with their image).
+SIMULATOR_RUNTIME = ["python3", "python3-yaml"]
+
+
+def _simulator_runtime(sls: dict[str, dict]) -> None:
+    """``crane:runtime_packages`` for the simulator's packages, in ``crane.cluster``."""
+    crane = sls.setdefault("crane.cluster", {}).setdefault("crane", {})
+    crane["runtime_packages"] = {
+        key: list(SIMULATOR_RUNTIME) for key in ("cranectld", "craned", "frontend")
+    }
 
 
 def _point_repo_at(sls: dict[str, dict], url: str) -> None:

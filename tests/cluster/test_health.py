@@ -169,3 +169,29 @@ def test_config_hash_differs_after_a_hand_edit(deployed):
     }
     assert cluster.salt("*", "crane.config_hash") == before
     formula.wait_for("cn02 idle again", lambda: formula.all_idle(cluster, COMPUTE))
+
+
+KNOBS = "/etc/cranesim/knobs"  # the simulator's start-up knobs, read at each start
+CTLD_LOG = "/var/crane/cranectld/cranectld.log"
+
+
+def _restart_ctld_with(cluster, knobs):
+    cluster.sh(CONTROL, f"mkdir -p /etc/cranesim && printf '{knobs}\\n' > {KNOBS}", check=True)
+    cluster.sh(CONTROL, "systemctl restart cranectld", check=True)
+
+
+def test_daemon_healthy_waits_for_a_slow_cranectld_and_names_a_late_exit(deployed):
+    cluster = deployed
+    healthy = {"name": "cranectld", "log_file": CTLD_LOG, "settle": 1, "ready_timeout": 60}
+    try:
+        _restart_ctld_with(cluster, "CRANESIM_CTLD_START_DELAY=8")
+        slow = _state(cluster, "daemon_healthy", **healthy)
+        assert slow["result"] is True, slow["comment"]
+        assert "answers client requests" in slow["comment"]
+        _restart_ctld_with(cluster, "CRANESIM_CTLD_EXIT_AFTER=8")
+        late = _state(cluster, "daemon_healthy", **healthy)
+        assert late["result"] is False
+        assert late["comment"].splitlines()[0].endswith("Error: MongoDb client connect fail")
+    finally:
+        cluster.sh(CONTROL, f"rm -f {KNOBS} && systemctl restart cranectld", check=True)
+        formula.wait_for("every node idle", lambda: formula.all_idle(cluster, COMPUTE))

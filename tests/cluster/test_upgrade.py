@@ -285,8 +285,11 @@ def test_rolling_upgrade_keeps_the_cluster_serving(ucluster):
     after_jobs = jobs(ucluster)
     assert set(before_jobs) <= set(after_jobs)  # persisted jobs survived cranectld's restart
     assert {j["status"] for j in after_jobs.values()} == {"Completed"}  # waited for, not killed
-    backup = report["backup"]["backup"]
-    assert ucluster.sh(CONTROL, f"test -s {backup}").returncode == 0
+    backup = report["backup"]
+    db_files = [f"embedded.db{name}" for name in ("fix", "resv", "step_fix", "step_var", "var")]
+    assert sorted(path.rsplit("/", 1)[1] for path in backup["files"]) == db_files
+    listed = ucluster.sh(CONTROL, f"ls {backup['backup']}", check=True).stdout.split()
+    assert sorted(listed) == db_files  # every file of the embedded DB prefix, on the node
     start, end = window(report, "control")
     assert all(start <= t <= end for t, nodes in samples if nodes is None)  # only while restarting
     rest = outside(samples, start, end + 3)  # craned re-registers right after cranectld is back

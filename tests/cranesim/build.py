@@ -3,6 +3,9 @@
     python -m tests.cranesim.build --out DIR --version 1.1.2 --version 1.1.3 [--broken 1.1.4]
 
 ``build_repo(out_dir, versions, broken=())`` does the same from Python and returns ``out_dir``.
+A version ``PKG=REPORTED`` builds packages versioned ``PKG`` whose programs report ``REPORTED``
+(CraneSched's VERSION file, e.g. ``1.1.3=1.1.3.1`` or ``1.1.2=1.1.2+dev``); ``PKG=`` builds
+without a VERSION file, so the programs report a git-hash-like string as CraneSched does.
 The output is byte-for-byte reproducible: fixed timestamps, root ownership, sorted members.
 Use it with ``deb [trusted=yes] http://<host>:<port>/ ./``.
 """
@@ -17,13 +20,10 @@ import tarfile
 from dataclasses import dataclass, field
 
 HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 LIBRARY = HERE / "cranesim"
 PACKAGING = HERE / "packaging"
-HOSTLIST = REPO / "salt" / "_utils" / "crane_hostlist.py"
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z, every timestamp in the output
 MAINTAINER = "CraneSched <service@csjstt.com>"
-DEPENDS = "python3, python3-yaml"
 FRONTEND_TOOLS = [
     "cacct",
     "cacctmgr",
@@ -43,6 +43,7 @@ FRONTEND_TOOLS = [
 ]
 SIMULATED = {"cranectld", "craned", "csupervisor", "cinfo", "ccontrol", "cfored", "cranesim-job"}
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
+PAM_MODULE = "/usr/lib64/security/pam_crane.so"  # hard-coded install path in CraneSched
 
 
 @dataclass
@@ -69,17 +70,34 @@ class Package:
 
 
 # --------------------------------------------------------------------------- contents
-def _library(component, version):
-    """The Python package behind the programs, private to each .deb (like static binaries)."""
+def split_version(spec):
+    """``PKG`` or ``PKG=REPORTED`` -> (package version, reported version or None for a build
+    without a VERSION file)."""
+    package, sep, reported = str(spec).partition("=")
+    if not sep:
+        return package, package
+    return package, reported or None
+
+
+def reported_version(package, reported):
+    """What ``Version=`` / ``-v`` show: the VERSION file's content, or (no VERSION file) a
+    short git hash, here derived from the package version so builds stay reproducible."""
+    if reported is not None:
+        return reported
+    return hashlib.sha1(f"cranesim-{package}".encode()).hexdigest()[:7]
+
+
+def _library(component, reported):
+    """The Python package behind the programs, private to each .deb (like static binaries);
+    ``_version.py`` is the baked-in VERSION (CraneSched's ``CRANE_VERSION_STRING``)."""
     base = f"/usr/lib/cranesim/{component}"
     entries = [
         Entry(f"{base}/cranesim/{src.name}", src.read_bytes(), 0o644)
         for src in sorted(LIBRARY.glob("*.py"))
     ]
     entries.append(
-        Entry(f"{base}/cranesim/_version.py", f'VERSION = "{version}"\n'.encode(), 0o644)
+        Entry(f"{base}/cranesim/_version.py", f'VERSION = "{reported}"\n'.encode(), 0o644)
     )
-    entries.append(Entry(f"{base}/crane_hostlist.py", HOSTLIST.read_bytes(), 0o644))
     return entries
 
 
@@ -141,25 +159,27 @@ def _cpack_package(group, version, arch):
     )
 
 
-def cranectld_package(version, arch):
+def cranectld_package(version, arch, reported=None):
     pkg = _cpack_package("cranectld", version, arch)
     pkg.files = [
         Entry("/usr/bin/cranectld", _launcher("cranectld", "cranectld"), 0o777),
         Entry("/usr/lib/systemd/system/cranectld.service", _packaging("cranectld.service"), 0o644),
         *_samples(with_database=True),
-        *_library("cranectld", version),
+        *_library("cranectld", reported or version),
     ]
     return pkg
 
 
-def craned_package(version, arch, broken=False):
-    """craned + csupervisor; a broken build forgets csupervisor, so craned refuses to start."""
+def craned_package(version, arch, broken=False, reported=None):
+    """craned + csupervisor + pam_crane.so; a broken build forgets csupervisor, so craned
+    refuses to start."""
     pkg = _cpack_package("craned", version, arch)
     pkg.files = [
         Entry("/usr/bin/craned", _launcher("craned", "craned"), 0o777),
         Entry("/usr/lib/systemd/system/craned.service", _packaging("craned.service"), 0o644),
+        Entry(PAM_MODULE, _packaging("pam_crane.so"), 0o644),
         *_samples(with_database=False),
-        *_library("craned", version),
+        *_library("craned", reported or version),
     ]
     if not broken:
         pkg.files.append(
@@ -168,7 +188,7 @@ def craned_package(version, arch, broken=False):
     return pkg
 
 
-def frontend_package(version, arch):
+def frontend_package(version, arch, reported=None):
     """nfpm package: the CLIs, cfored and its unit (no config.yaml)."""
     pkg = Package(
         name="cranesched-frontend",
@@ -191,7 +211,7 @@ def frontend_package(version, arch):
     pkg.files.append(
         Entry("/usr/lib/systemd/system/cfored.service", _packaging("cfored.service"), 0o644)
     )
-    pkg.files += _library("frontend", version)
+    pkg.files += _library("frontend", reported or version)
     return pkg
 
 
@@ -232,7 +252,6 @@ def control_text(pkg):
         "Architecture": pkg.arch,
         "Maintainer": MAINTAINER,
         "Installed-Size": str(installed),
-        "Depends": DEPENDS,
     }
     fields.update(pkg.extra_fields)
     fields["Description"] = pkg.description
@@ -301,16 +320,20 @@ def _release(files, arch):
     return "\n".join(lines) + "\n"
 
 
-def packages_for(version, arch, broken=False):
+def packages_for(spec, arch, broken=False):
+    """The three packages of one version spec (``PKG`` or ``PKG=REPORTED``)."""
+    version, reported = split_version(spec)
+    shown = reported_version(version, reported)
     return [
-        cranectld_package(version, arch),
-        craned_package(version, arch, broken),
-        frontend_package(version, arch),
+        cranectld_package(version, arch, shown),
+        craned_package(version, arch, broken, shown),
+        frontend_package(version, arch, shown),
     ]
 
 
 def build_repo(out_dir, versions, broken=(), arch="amd64"):
-    """Write all packages of all versions, Packages, Packages.gz and Release; return the dir."""
+    """Write all packages of all versions, Packages, Packages.gz and Release; return the dir.
+    Each version is ``PKG`` or ``PKG=REPORTED`` (see the module docstring)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     wanted = [(v, False) for v in versions] + [(v, True) for v in broken]
@@ -332,7 +355,13 @@ def build_repo(out_dir, versions, broken=(), arch="amd64"):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (flat apt repository)")
-    parser.add_argument("--version", action="append", default=[], dest="versions")
+    parser.add_argument(
+        "--version",
+        action="append",
+        default=[],
+        dest="versions",
+        help="PKG or PKG=REPORTED (the VERSION file; empty: no VERSION file, a hash)",
+    )
     parser.add_argument(
         "--broken", action="append", default=[], help="a version whose craned lacks csupervisor"
     )

@@ -174,7 +174,8 @@ def test_binaries_method_installs_0755_files_and_units(minion):
     assert craned["mode"] == "0755"
     unit = args(states["crane-package-unit-craned-file-managed"])
     assert unit["name"] == "/etc/systemd/system/craned.service"
-    assert not any(args(s)["fun"] == "pkg.installed" for s in states.values())
+    installed = [tag for tag, s in states.items() if args(s)["fun"] == "pkg.installed"]
+    assert installed == ["crane-package-runtime-pkg-installed"]  # libraries, no CraneSched package
 
 
 def test_files_method_caches_then_installs(minion):
@@ -225,3 +226,23 @@ def test_forced_keys_are_reported(minion):
     text = args(states["crane-config-file-config-file-managed"])["contents"]
     assert "CraneBaseDir: /srv/crane/\n" in text
     assert "CranedForeground: true" in text
+
+
+@pytest.mark.parametrize(
+    ("os_name", "role", "wanted"),
+    [
+        ("debian12", "control", {"libaio1", "libsubid4", "liblua5.4-0", "libcurl4"}),
+        ("debian12", "compute", {"libpam0g", "libaio1", "libsubid4", "liblua5.4-0"}),
+        ("rocky9", "compute", {"pam", "libaio", "shadow-utils-subid", "lua-libs"}),
+    ],
+)
+def test_runtime_libraries_are_installed_per_family(minion, os_name, role, wanted):
+    state = args(render(minion, os_name, role)["crane-package-runtime-pkg-installed"])
+    assert wanted <= set(state["pkgs"])
+    assert len(state["pkgs"]) == len(set(state["pkgs"]))
+    if role == "compute":
+        assert "libcurl4" not in state["pkgs"] and "libcurl" not in state["pkgs"]
+
+
+def test_no_runtime_state_for_a_role_without_libraries(minion):
+    assert "crane-package-runtime-pkg-installed" not in render(minion, "debian12", "login")

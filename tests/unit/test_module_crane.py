@@ -290,3 +290,65 @@ def test_daemon_report_reads_systemd_and_the_log(tmp_path, pillar):
         "Illegal memory format.",
     ]
     assert "Illegal memory format." in report["journal"]
+
+
+def backup_module(pillar, base, running=False):
+    pillar["crane"]["config"]["CraneBaseDir"] = f"{base}/"
+    pillar["crane"]["config"].pop("Keepalived", None)
+    pillar["crane"].setdefault("database", {})["CraneCtldDbPath"] = "cranectld/embedded.db"
+    mod, _ = module(pillar)
+    mod.__salt__["service.status"] = lambda name: running
+    return mod
+
+
+DB_NAMES = ["var", "fix", "resv", "step_var", "step_fix"]
+
+
+def test_backup_db_copies_every_file_of_the_prefix(tmp_path, pillar):
+    db = tmp_path / "cranectld"
+    db.mkdir()
+    for name in DB_NAMES:
+        (db / f"embedded.db{name}").write_text(name)
+    (db / "embedded.dbvarEnv").mkdir()  # BerkeleyDB
+    (db / "embedded.dbvarEnv" / "log.0000000001").write_text("log")
+    (db / "cranectld.log").write_text("not the DB")
+    result = backup_module(pillar, tmp_path).backup_db()
+    backup = result["backup"]
+    assert result["source"] == f"{db}/embedded.db"
+    assert sorted(os.listdir(backup)) == sorted(
+        [f"embedded.db{n}" for n in DB_NAMES] + ["embedded.dbvarEnv"]
+    )
+    assert result["files"] == sorted(os.path.join(backup, n) for n in os.listdir(backup))
+    assert (tmp_path / "backup").samefile(os.path.dirname(backup))
+    with open(os.path.join(backup, "embedded.dbstep_fix"), encoding="utf-8") as stream:
+        assert stream.read() == "step_fix"
+    assert os.listdir(os.path.join(backup, "embedded.dbvarEnv")) == ["log.0000000001"]
+
+
+def test_backup_db_fails_when_cranectld_ran_but_no_db_file_exists(tmp_path, pillar):
+    (tmp_path / "cranectld").mkdir()
+    (tmp_path / "cranectld" / "cranectld.lock").write_text("")
+    mod = backup_module(pillar, tmp_path)
+    mod.__pillar__["crane"]["database"]["CraneCtldDbPath"] = "cranectld/jobs.db"
+    with pytest.raises(CommandExecutionError, match=r"no embedded DB file starts with .*jobs\.db"):
+        mod.backup_db()
+
+
+def test_backup_db_before_cranectld_ever_ran_backs_up_nothing(tmp_path, pillar):
+    result = backup_module(pillar, tmp_path).backup_db()
+    assert (result["backup"], result["files"]) == (None, [])
+
+
+def test_backup_db_refuses_while_cranectld_runs(tmp_path, pillar):
+    with pytest.raises(CommandExecutionError, match="cranectld is running"):
+        backup_module(pillar, tmp_path, running=True).backup_db()
+
+
+def test_backup_db_keeps_the_last_copies(tmp_path, pillar):
+    (tmp_path / "cranectld").mkdir()
+    (tmp_path / "cranectld" / "embedded.dbvar").write_text("{}")
+    mod = backup_module(pillar, tmp_path)
+    first = mod.backup_db(keep=1)["backup"]
+    second = mod.backup_db(keep=1)
+    assert second["removed"] == [os.path.basename(first)]
+    assert os.listdir(tmp_path / "backup") == [os.path.basename(second["backup"])]

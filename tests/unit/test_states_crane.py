@@ -213,3 +213,81 @@ def test_gres_valid(errors):
     if errors:
         assert "config.yaml and craned are left as they are" in ret["comment"]
         assert "/dev/nvidia4" in ret["comment"]
+
+
+def ctld_states(reports, answers):
+    """daemon_healthy for cranectld: ``answers`` are cinfo outcomes (an exception or data)."""
+    sequence, replies = iter(reports), iter(answers)
+
+    def cinfo():
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    return load(
+        "_states",
+        __salt__={"crane.daemon_report": lambda *a, **k: next(sequence), "crane.cinfo": cinfo},
+        __opts__={"test": False},
+    )
+
+
+UNREACHABLE = CommandExecutionError("cranectld is unreachable (cinfo exit 3): broken")
+
+
+def test_daemon_healthy_waits_until_cranectld_answers():
+    mod = ctld_states([report(), report(), report()], [UNREACHABLE, UNREACHABLE, []])
+    ret = mod.daemon_healthy("cranectld", settle=3, poll=0, ready_timeout=60)
+    assert ret["result"] is True
+    assert "answers client requests" in ret["comment"]
+
+
+def test_daemon_healthy_names_the_error_line_of_a_late_exit():
+    log = (
+        "[I 26-11-29 22:57:04.637 CraneCtld.cpp:1032][default] Hostname of CraneCtld: c\n"
+        "[E 26-11-29 22:57:35.637 CraneCtld.cpp:1047][default] Error: MongoDb client connect fail"
+    )
+    died = report(active=False, pid=0, log=log)
+    mod = ctld_states([report(), report(), died], [UNREACHABLE, UNREACHABLE])
+    ret = mod.daemon_healthy("cranectld", settle=3, poll=0, ready_timeout=60)
+    assert ret["result"] is False
+    first = ret["comment"].splitlines()[0]
+    assert first.endswith("[default] Error: MongoDb client connect fail")
+    assert first.startswith("craned is not running (failed/failed, exit status 1")
+
+
+def test_daemon_healthy_gives_up_after_the_ready_timeout():
+    mod = ctld_states([report()] * 3, [UNREACHABLE] * 3)
+    ret = mod.daemon_healthy("cranectld", settle=3, poll=0, ready_timeout=1e-9)
+    assert ret["result"] is False
+    assert "answered no client request within" in ret["comment"]
+    assert "cinfo exit 3" in ret["comment"]
+
+
+def test_daemon_healthy_error_line_before_the_logger_exists():
+    journal = (
+        "[2026-11-29 22:57:04.637] [critical] Config file '/etc/crane/config.yaml' not existed"
+    )
+    died = report(active=False, pid=0, journal=journal)
+    ret = daemon_states([report(uptime=0.1), died]).daemon_healthy("craned", settle=3, poll=0)
+    assert (
+        ret["comment"]
+        .splitlines()[0]
+        .endswith("[critical] Config file '/etc/crane/config.yaml' not existed")
+    )
+
+
+def test_daemon_healthy_without_ready_timeout_never_asks_cinfo():
+    mod = ctld_states([report()], [])
+    assert mod.daemon_healthy("craned", settle=3)["result"] is True
+
+
+def test_daemon_healthy_does_not_wait_when_cinfo_itself_fails():
+    broken = CommandExecutionError("cinfo failed (exit 2): Config syntax error in config.yaml")
+    mod = ctld_states([report(), report()], [broken])
+    ret = mod.daemon_healthy("cranectld", settle=3, poll=0, ready_timeout=60)
+    assert ret["result"] is False
+    assert ret["comment"] == (
+        "cranectld is running (pid 42) but cinfo failed (exit 2): "
+        "Config syntax error in config.yaml"
+    )

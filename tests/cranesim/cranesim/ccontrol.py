@@ -5,9 +5,8 @@ import os
 import re
 import sys
 
-from cranesim import frontend
+from cranesim import frontend, hostlist
 from cranesim.common import RpcError
-from cranesim.config import expand
 from cranesim.frontend import CraneError
 
 # FE:internal/ccontrol/parser.go lexer, in rule order.
@@ -237,7 +236,7 @@ def update_node(kvs, node_name, config, flags):
 
 def change_node_state(node_regex, state, reason, config, flags):
     """``ChangeNodeState``."""
-    names = expand(node_regex)
+    names = hostlist.expand(node_regex, hostlist.GO)
     if names is None:
         raise CraneError(frontend.ERROR_CMD_ARG, f"Invalid node pattern: {node_regex}.")
     if not names:

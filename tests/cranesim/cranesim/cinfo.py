@@ -6,9 +6,8 @@ import re
 import sys
 import time
 
-from cranesim import frontend
+from cranesim import frontend, hostlist
 from cranesim.common import RpcError
-from cranesim.config import compress, expand
 from cranesim.frontend import CraneError
 
 RESOURCE = {"idle": "CRANE_IDLE", "mix": "CRANE_MIX", "alloc": "CRANE_ALLOC", "down": "CRANE_DOWN"}
@@ -143,11 +142,12 @@ def table_rows(reply, with_reason):
 
 
 def render_table(header, rows):
-    """Borderless tablewriter: left aligned, padded to the widest cell, one space apart."""
+    """Borderless tablewriter (v0.0.5, ``SetNoWhiteSpace``): left aligned, every cell padded
+    to its column's widest and followed by the table padding " ", the last one too."""
     all_rows = ([header] if header else []) + rows
     widths = [max(len(row[i]) for row in all_rows) for i in range(len(all_rows[0]))]
     return "".join(
-        " ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "\n"
+        "".join(cell.ljust(w) + " " for cell, w in zip(row, widths, strict=True)) + "\n"
         for row in all_rows
     )
 
@@ -171,13 +171,13 @@ def _report_missing_nodes(reply, args):
     for part in reply.get("partitions", []):
         for group in part.get("craned_lists", []):
             if group["count"] > 0:
-                found.update(expand(group["craned_list_regex"]) or [])
-    requested = expand(",".join(n for n in _split(args.nodes) if n)) or []
+                found.update(hostlist.expand(group["craned_list_regex"], hostlist.GO) or [])
+    requested = hostlist.expand(",".join(n for n in _split(args.nodes) if n), hostlist.GO) or []
     missing = [n for n in requested if n not in found]
     if missing:
         frontend.log_info(
             "Requested nodes do not exist or do not meet the given filter condition: "
-            f"{compress(missing)}."
+            f"{hostlist.compress(missing, hostlist.GO)}."
         )
 
 

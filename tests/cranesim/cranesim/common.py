@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import importlib
 import ipaddress
 import json
 import os
@@ -294,11 +293,15 @@ def serve_forever(address, port, handler, name):
                 reply = handler(json.loads(line))
             except Exception as exc:  # keep the daemon alive
                 reply = {"ok": False, "error": f"internal error: {exc}"}
-            hold = reply.pop("hold_open", False)
+            on_close = reply.pop("on_close", None)
             self.wfile.write(json.dumps(reply).encode() + b"\n")
             self.wfile.flush()
-            while hold and self.rfile.read(1):  # a long-lived channel: wait for the peer's EOF
-                pass
+            if on_close is None:
+                return
+            with contextlib.suppress(OSError):  # a long-lived channel: wait for the peer's EOF
+                while self.rfile.read(1):
+                    pass
+            on_close()
 
     class _Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
@@ -309,6 +312,33 @@ def serve_forever(address, port, handler, name):
     thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
     thread.start()
     return server
+
+
+# --------------------------------------------------------------------------- test knobs
+KNOBS_FILE = "/etc/cranesim/knobs"  # KEY=VALUE lines; the environment wins over the file
+
+
+def knob(name, default=None):
+    """A simulator knob from the environment or, for daemons started by systemd, from
+    ``CRANESIM_KNOBS_FILE`` (default /etc/cranesim/knobs), read at each start."""
+    if name in os.environ:
+        return os.environ[name]
+    path = os.environ.get("CRANESIM_KNOBS_FILE", KNOBS_FILE)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                key, sep, value = line.strip().partition("=")
+                if sep and key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return default
+
+
+def knob_seconds(name, default=None):
+    """A knob in seconds (float), or ``default`` when unset or empty."""
+    value = knob(name)
+    return default if value in (None, "") else float(value)
 
 
 # --------------------------------------------------------------------------- misc
@@ -358,8 +388,3 @@ def create_folders_for_file(path):
 def join_base(base, rel):
     """std::filesystem ``base / rel``: an absolute ``rel`` wins."""
     return os.path.join(base, rel)
-
-
-def hostlist_module():
-    """The project's host-list implementation (copied next to this package on nodes)."""
-    return importlib.import_module("crane_hostlist")

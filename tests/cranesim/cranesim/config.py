@@ -2,13 +2,13 @@
 
 from dataclasses import dataclass, field
 
+from cranesim import hostlist
 from cranesim.common import (
     abort_uncaught,
     as_str,
     as_uint,
     die,
     die_silent,
-    hostlist_module,
     parse_memory,
     stoul,
 )
@@ -28,17 +28,13 @@ class NodeSpec:
     partitions: list = field(default_factory=list)
 
 
-def expand(expr):
+def expand(expr, dialect=hostlist.CPP):
     """Host-list expansion; None when the expression does not parse."""
-    hostlist = hostlist_module()
-    try:
-        return list(hostlist.expand(expr))
-    except hostlist.HostListError:
-        return None
+    return hostlist.expand(expr, dialect)
 
 
-def compress(names):
-    return hostlist_module().compress(list(names))
+def compress(names, dialect=hostlist.CPP):
+    return hostlist.compress(list(names), dialect)
 
 
 def required(value):

@@ -206,7 +206,8 @@ class CtldClient:
         address = resolve(self.cfg.control_machine)
         try:
             conn = socket.create_connection((address, int(self.cfg.internal_port)), timeout=5)
-            conn.sendall(b'{"op": "channel"}\n')
+            hello = {"op": "channel", "craned_id": self.cfg.hostname}
+            conn.sendall(json.dumps(hello).encode() + b"\n")
             conn.settimeout(None)
         except (OSError, TypeError, ValueError):
             return None

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 from cranesim import ctld_config
@@ -18,6 +19,7 @@ from cranesim.common import (
     die,
     flock_singleton,
     gethostname,
+    knob_seconds,
     rpc_call,
     serve_forever,
     value_or,
@@ -65,32 +67,55 @@ class NodeMeta:
     last_busy: float = 0
     last_ping: float = 0
     token: str = ""
+    channel: int = 0
 
 
 class JobStore:
-    """Jobs kept in the embedded DB file so they survive a cranectld restart."""
+    """Jobs kept in the embedded DB so they survive a cranectld restart.
 
-    def __init__(self, path):
-        self.path = path
+    ``CraneCtldDbPath`` is a prefix: CraneSched opens ``<prefix>var``, ``<prefix>fix``,
+    ``<prefix>resv``, ``<prefix>step_var`` and ``<prefix>step_fix`` (BerkeleyDB also a
+    ``<file>Env/`` directory next to each); nothing is ever written at the prefix itself.
+    Here ``var`` holds the jobs and ``fix`` the next job id (JSON); the others stay empty."""
+
+    FILES = ("var", "fix", "resv", "step_var", "step_fix")
+
+    def __init__(self, prefix, backend="Unqlite"):
+        self.prefix = prefix
+        self.backend = backend
         self.jobs = {}
         self.next_id = 1
 
+    def _path(self, name):
+        return self.prefix + name
+
     def load(self):
-        if os.path.exists(self.path):
-            with open(self.path, encoding="utf-8") as stream:
-                data = json.load(stream)
-            self.jobs = {int(k): v for k, v in data.get("jobs", {}).items()}
-            self.next_id = data.get("next_id", 1)
-        self.save()
+        for name in self.FILES:
+            if self.backend == "BerkeleyDB":
+                os.makedirs(self._path(name) + "Env", exist_ok=True)
+            if not os.path.exists(self._path(name)):
+                _write_json(self._path(name), {})
+        self.jobs = {int(k): v for k, v in _read_json(self._path("var")).items()}
+        self.next_id = _read_json(self._path("fix")).get("next_id", 1)
 
     def save(self):
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as stream:
-            json.dump({"next_id": self.next_id, "jobs": self.jobs}, stream)
-        os.replace(tmp, self.path)
+        _write_json(self._path("var"), self.jobs)
+        _write_json(self._path("fix"), {"next_id": self.next_id})
 
     def running_on(self, node):
         return [j for j in self.jobs.values() if j["node"] == node and j["status"] == "Running"]
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as stream:
+        json.dump(data, stream)
+    os.replace(tmp, path)
 
 
 class Ctld:
@@ -102,6 +127,7 @@ class Ctld:
         self.store = store
         self.lock = threading.RLock()
         self.nodes = {name: NodeMeta(spec) for name, spec in cfg.nodes.items()}
+        self.channel_seq = 0
 
     # ----------------------------------------------------------- resources
     def _in_use(self, name):
@@ -129,10 +155,28 @@ class Ctld:
             "ping": self.ping,
             "step_finished": self.step_finished,
             "update_node_drain_state": self.update_node_drain_state,
-            "channel": lambda req: {"ok": True, "hold_open": True},
+            "channel": self.channel,
         }
         handler = handlers.get(req.get("op"))
         return handler(req) if handler else {"ok": False, "error": "unknown op"}
+
+    def channel(self, req):
+        """craned's long-lived connection, standing in for the gRPC channel cranectld watches
+        (``CranedKeeper``): when it drops (craned stopped, crashed or restarted) the node is
+        down at once; only a silent node waits for ``CranedTimeout``."""
+        craned_id = req.get("craned_id", "")
+        with self.lock:
+            meta = self.nodes.get(craned_id)
+            if meta is None:
+                return {"ok": True}
+            self.channel_seq += 1
+            meta.channel = seq = self.channel_seq
+        return {"ok": True, "on_close": lambda: self._channel_closed(craned_id, seq)}
+
+    def _channel_closed(self, craned_id, seq):
+        with self.lock:
+            if self.nodes[craned_id].channel == seq:
+                self._craned_down(craned_id)
 
     def trigger_reverse_conn(self, req):
         """craned asks cranectld to connect back to its CranedListenPort."""
@@ -302,7 +346,7 @@ class Ctld:
         wanted_parts = set(req.get("filter_partitions") or [])
         wanted_nodes = _requested_nodes(req.get("filter_nodes") or [])
         with self.lock:
-            for part, members in self.cfg.partitions.items():
+            for part, members in sorted(self.cfg.partitions.items(), key=_hash_order):
                 if wanted_parts and part not in wanted_parts:
                     continue
                 reply["partitions"].append(
@@ -446,6 +490,13 @@ class Ctld:
             return {"ok": True, "jobs": sorted(self.store.jobs.values(), key=lambda j: j["job_id"])}
 
 
+def _hash_order(item):
+    """cranectld lists partitions in ``absl::flat_hash_map`` order: unspecified, and not the
+    config's. The simulator orders them by CRC32 of the name: stable, but unrelated to the
+    order in config.yaml, so nothing can rely on the config order."""
+    return zlib.crc32(item[0].encode())
+
+
 def _requested_nodes(filter_nodes):
     if not filter_nodes:
         return None
@@ -494,16 +545,32 @@ def _alive_file(cfg):
     return os.path.join(cfg.base_dir, rel)
 
 
+START_DELAY = 1.0  # seconds before cranectld answers: a MongoDB connect on the same host
+
+
+def _connect_mongodb(log):
+    """``MongodbClient::Connect`` stand-in. Until it returns nothing listens, so the CLIs get
+    UNAVAILABLE ("Connection to CraneCtld is broken.", cinfo exit 3) while systemd already
+    shows the unit running. Knobs: ``CRANESIM_CTLD_START_DELAY`` (seconds, default 1) and
+    ``CRANESIM_CTLD_EXIT_AFTER`` (exit after that many seconds, as an unreachable MongoDB does
+    after the driver's server-selection timeout)."""
+    exit_after = knob_seconds("CRANESIM_CTLD_EXIT_AFTER")
+    if exit_after is not None:
+        time.sleep(exit_after)
+        die(log, "Error: MongoDb client connect fail", "CraneCtld.cpp:1047")
+    time.sleep(knob_seconds("CRANESIM_CTLD_START_DELAY", START_DELAY))
+
+
 def _open_store(cfg, log):
-    if cfg.db_backend != "Unqlite":
+    if cfg.db_backend not in ("Unqlite", "BerkeleyDB"):
         log.error(
             f"Invalid embedded database backend: {cfg.db_backend}", "EmbeddedDbClient.cpp:547"
         )
         die(log, "Failed to initialize g_embedded_db_client.", "CraneCtld.cpp:1093")
-    store = JobStore(cfg.db_path)
+    store = JobStore(cfg.db_path, cfg.db_backend)
     try:
         store.load()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AttributeError) as exc:
         log.error(f"Failed to open embedded db {cfg.db_path}: {exc}", src="EmbeddedDbClient.cpp:0")
         die(log, "Failed to initialize g_embedded_db_client.", "CraneCtld.cpp:1093")
     return store
@@ -530,6 +597,7 @@ def start_server(cfg, log):
     _raise_nofile(log)
     _create_folders(cfg, log)
     log.info(f"Hostname of CraneCtld: {gethostname()}", src="CraneCtld.cpp:1032")
+    _connect_mongodb(log)
     if ctld_config.tls_enabled(cfg.raw) and not cfg.vault_enabled:
         die(log, "[Security] TLS is enabled but Vault is not enabled.", "CraneCtld.cpp:1061")
     ctld = Ctld(cfg, log, _open_store(cfg, log))

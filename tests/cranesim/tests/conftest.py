@@ -1,12 +1,8 @@
 """Fixtures for the CraneSched simulator tests (loopback only, every process killed)."""
 
-import sys
-
 import pytest
 
-from tests.cranesim.tests.harness import REPO, Sim
-
-sys.path.insert(0, str(REPO / "salt" / "_utils"))
+from tests.cranesim.tests.harness import Sim
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ class Sim:
     # ------------------------------------------------------------------ processes
     def env(self, hostname=None, **extra):
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(SIM_ROOT), str(REPO / "salt" / "_utils")])
+        env["PYTHONPATH"] = str(SIM_ROOT)
         env["CRANESIM_HOSTS"] = str(self.hosts)
         env["CRANESIM_CGROUP_ROOT"] = str(self.cgroup)
         env["CRANESIM_NOFILE"] = "hard"
@@ -174,7 +174,7 @@ class Sim:
 
     def node_states(self):
         """{node: (resource, control)} from ``cinfo --json``."""
-        expand = importlib.import_module("crane_hostlist").expand
+        expand = importlib.import_module("tests.cranesim.cranesim.hostlist").expand
         reply = self.cinfo_json() or {"partitions": []}
         states = {}
         for part in reply["partitions"]:

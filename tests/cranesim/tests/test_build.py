@@ -41,9 +41,10 @@ def test_package_names_and_versions(repo):
             deb = repo / BACKEND.format(v=version, c=component)
             assert dpkg_deb("-f", str(deb), "Package").strip() == f"cranesched-{component}"
             assert dpkg_deb("-f", str(deb), "Version").strip() == version
-            assert dpkg_deb("-f", str(deb), "Depends").strip() == "python3, python3-yaml"
+            assert "Depends" not in dpkg_deb("-f", str(deb))  # CPack declares none
         front = repo / FRONTEND.format(v=version)
         assert dpkg_deb("-f", str(front), "Package").strip() == "cranesched-frontend"
+        assert "Depends" not in dpkg_deb("-f", str(front))
 
 
 def test_cranectld_layout_and_modes(repo):
@@ -203,3 +204,35 @@ def test_broken_version_craned_refuses_for_missing_csupervisor(repo, tmp_path):
     assert (result.returncode, result.stderr) == (1, f"csupervisor {supervisor} does not exist\n")
     good = _extract(repo, BACKEND.format(v="1.1.3", c="craned"), tmp_path / "good")
     assert (good / "usr/libexec/csupervisor").exists()
+
+
+def test_craned_package_ships_pam_crane_where_cranesched_does(repo):
+    files = contents(repo / BACKEND.format(v="1.1.3", c="craned"))
+    assert files["/usr/lib64/security/pam_crane.so"][0] == "-rw-r--r--"
+    assert "/usr/lib64/security/pam_crane.so" not in contents(
+        repo / BACKEND.format(v="1.1.3", c="cranectld")
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "package", "reported"),
+    [
+        ("1.1.3=1.1.3.1", "1.1.3", "1.1.3.1"),
+        ("1.1.2=1.1.2+dev", "1.1.2", "1.1.2+dev"),
+        ("1.1.4=", "1.1.4", None),
+        ("1.1.5", "1.1.5", "1.1.5"),
+    ],
+)
+def test_reported_version_comes_from_the_version_file(tmp_path, spec, package, reported):
+    out = build.build_repo(tmp_path / "repo", [spec])
+    deb = out / BACKEND.format(v=package, c="craned")
+    assert dpkg_deb("-f", str(deb), "Version").strip() == package
+    root = _extract(out, deb.name, tmp_path / "root")
+    shown = _run_launcher(root, "craned", "-v").stdout
+    ctld_root = _extract(out, BACKEND.format(v=package, c="cranectld"), tmp_path / "ctld")
+    assert _run_launcher(ctld_root, "cranectld", "-v").stdout == shown
+    if reported is None:  # no VERSION file: a git-hash-like string
+        value = shown.removeprefix("Version: ").strip()
+        assert len(value) == 7 and int(value, 16) >= 0 and value != package
+    else:
+        assert shown == f"Version: {reported}\n"

@@ -4,7 +4,11 @@ import json
 import os
 import signal
 
+import pytest
+
 from tests.cranesim.tests.harness import wait_for
+
+DB_FILES = ("var", "fix", "resv", "step_var", "step_fix")
 
 DRAIN_OK = (
     "Nodes {} modified successfully, please wait for a few minutes for the node state to "
@@ -41,13 +45,13 @@ def test_two_craneds_register_and_show_idle_in_json(cluster):
 def test_cinfo_table_is_exact(cluster):
     result = cluster.run("cinfo")
     assert result.returncode == 0
-    assert result.stdout == (
-        "PARTITION AVAIL NODES STATE            NODELIST \n"
-        "CPU*      up    2     idle[power_idle] cn[01-02]\n"
-        "CPU*      up    1     down[failed]     cn03     \n"
+    assert result.stdout == (  # tablewriter pads every cell, the last one too
+        "PARTITION AVAIL NODES STATE            NODELIST  \n"
+        "CPU*      up    2     idle[power_idle] cn[01-02] \n"
+        "CPU*      up    1     down[failed]     cn03      \n"
     )
     no_header = cluster.run("cinfo", "-N", "-r")
-    assert no_header.stdout == "CPU* up 2 idle[power_idle] cn[01-02]\n"
+    assert no_header.stdout == "CPU* up 2 idle[power_idle] cn[01-02] \n"
 
 
 def test_cinfo_filters_and_missing_nodes(cluster):
@@ -96,7 +100,7 @@ def test_drain_and_resume_round_trip(cluster):
     assert (drain.returncode, drain.stdout) == (0, DRAIN_OK.format("cn01, cn02"))
     assert cluster.wait_state("cn01", "CRANE_IDLE", "CRANE_DRAIN")
     listed = cluster.run("cinfo", "-R", "-N").stdout.splitlines()
-    assert [row.split(None, 5) for row in listed] == [
+    assert [row.rstrip().split(None, 5) for row in listed] == [
         ["CPU*", "up", "1", "down[failed]", "cn03"],
         ["CPU*", "up", "2", "idle(drain)[power_idle]", "cn[01-02]", "kernel update"],
     ]
@@ -137,16 +141,41 @@ def test_down_and_unknown_nodes_are_refused(cluster):
     )
 
 
-def test_killed_craned_becomes_down_after_timeout(cluster):
-    cn02 = cluster.procs[2]
-    cluster.stop(cn02, signal.SIGKILL)
-    assert cluster.node_states()["cn02"] == ("CRANE_IDLE", "CRANE_NONE")
-    assert cluster.wait_state("cn02", "CRANE_DOWN", timeout=15)
-    assert "Craned cn02 is down now." in cluster.log("ctld.out")
-    shown = cluster.run("ccontrol", "show", "node", "cn02").stdout
+DOWN_REFUSED = (
+    "change node state failed: Failed to modify node: cn02. "
+    "Reason: Can't change the state of a DOWN node!.\n"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stopped_or_crashed_craned_is_down_at_once_and_cannot_be_drained(sim, sig):
+    sim.config["CraneCtld"]["CranedTimeout"] = 600  # far beyond the wait below
+    sim.start_ctld()
+    sim.start_craned("cn01")
+    cn02 = sim.start_craned("cn02")
+    assert sim.wait_state("cn01", "CRANE_IDLE") and sim.wait_state("cn02", "CRANE_IDLE")
+    sim.stop(cn02, sig)
+    assert sim.wait_state("cn02", "CRANE_DOWN", timeout=20)
+    assert "Craned cn02 is down now." in sim.log("ctld.out")
+    shown = sim.run("ccontrol", "show", "node", "cn02").stdout
     assert shown.startswith("NodeName=cn02 State=down[power_idle] ")
-    table = cluster.run("cinfo", "-N", "-d").stdout
+    table = sim.run("cinfo", "-N", "-d").stdout
     assert table.split() == ["CPU*", "up", "2", "down[failed]", "cn[02-03]"]
+    drain = sim.run("ccontrol", "update", "nodename=cn02", "state=drain", "reason=upgrade")
+    assert drain.returncode == 2
+    assert drain.stderr.startswith(DOWN_REFUSED)
+    assert sim.node_states()["cn01"] == ("CRANE_IDLE", "CRANE_NONE")
+
+
+def test_frozen_craned_goes_down_only_after_the_timeout(cluster):
+    cn02 = cluster.procs[2]
+    os.killpg(cn02.pid, signal.SIGSTOP)  # its channel stays open, its pings stop
+    try:
+        assert cluster.node_states()["cn02"] == ("CRANE_IDLE", "CRANE_NONE")
+        assert cluster.wait_state("cn02", "CRANE_DOWN", timeout=15)
+        assert "Craned cn02 is down now." in cluster.log("ctld.out")
+    finally:
+        os.killpg(cn02.pid, signal.SIGCONT)
 
 
 def test_restarted_craned_registers_again(cluster):
@@ -286,7 +315,11 @@ def test_health_check_drains_on_memory_mismatch(sim):
     sim.start_craned("cn01")
     assert sim.wait_state("cn01", "CRANE_IDLE", "CRANE_DRAIN")
     rows = sim.run("cinfo", "-R", "-N").stdout.splitlines()
-    assert rows[-1].split(None, 5)[3:] == ["idle(drain)[power_idle]", "cn01", "Mem mismatch"]
+    assert rows[-1].rstrip().split(None, 5)[3:] == [
+        "idle(drain)[power_idle]",
+        "cn01",
+        "Mem mismatch",
+    ]
 
 
 def test_health_check_drains_on_missing_cpus(sim):
@@ -305,6 +338,7 @@ def test_keepalived_alive_file_and_shared_lock(sim):
     alive = sim.tmp / "ctld" / "cranectld" / "cranectld.alive"
     assert wait_for(alive.exists)
     assert (shared / "cranectld" / "cranectld.lock").exists()
-    assert (shared / "cranectld" / "embedded.db").exists()
+    db_files = sorted(path.name for path in (shared / "cranectld").glob("embedded.db*"))
+    assert db_files == [f"embedded.db{name}" for name in sorted(DB_FILES)]
     sim.stop(ctld)
     assert ctld.returncode == 0 and not alive.exists()

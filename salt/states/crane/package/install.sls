@@ -73,6 +73,23 @@ crane-package-file-{{ key }}-file-managed:
 {%-   endfor %}
 {%- endif %}
 
+{#- CraneSched's packages declare no dependencies: the libraries its binaries link come
+    from crane:runtime_packages (per package, parameters/os_family/<family>.yaml). #}
+{%- set runtime = [] %}
+{%- for key in crane.packages %}
+{%-   for name in crane.runtime_packages.get(key, []) if name not in runtime %}
+{%-     do runtime.append(name) %}
+{%-   endfor %}
+{%- endfor %}
+{%- if runtime %}
+
+crane-package-runtime-pkg-installed:
+  pkg.installed:
+    - pkgs: {{ runtime | json }}
+    - require:
+      - crane: crane-validate-config
+{%- endif %}
+
 {%- if method in ("repo", "files") and crane.packages %}
 
 crane-package-install-pkg-installed:

@@ -54,6 +54,9 @@ crane-service-{{ unit }}-crane-daemon-healthy:
     - name: {{ unit }}
     - log_file: {{ crane.base_dir ~ crane.units[unit].log }}
     - settle: {{ crane.settle }}
+{%-   if unit == "cranectld" %}
+    - ready_timeout: {{ crane.ready_timeout }}
+{%-   endif %}
     - require:
       - service: crane-service-{{ unit }}-service-running
 {%- endfor %}
