@@ -359,9 +359,8 @@ def _version_problem(node, package, installed, pinned, switches):
     current = _comparable(installed, pinned)
     if not installed or current == str(pinned):
         return None
-    if __utils__["crane_upgrade.is_downgrade"](current, str(pinned)):
-        if switches.get("allow_downgrade"):
-            return None
+    downgrade = __utils__["crane_upgrade.is_downgrade"](current, str(pinned))
+    if downgrade and not switches.get("allow_downgrade"):
         return (
             f"{node}: {package} {installed} is installed and the pillar crane:version pins "
             f"{pinned}: that is a downgrade, refused (set crane:allow_downgrade: true to do it)"

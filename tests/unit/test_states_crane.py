@@ -244,6 +244,15 @@ def test_a_downgrade_is_refused_naming_node_versions_and_the_switch(installed):
         switches={"allow_downgrade": True, "restart_on_version": True},
     )
     assert allowed["result"] is True
+    # allowed, it is still a version change under a running craned
+    guarded = states.package_versions(
+        "cn01",
+        {"cranesched-craned": "1.1.2"},
+        guarded=CRANED,
+        switches={"allow_downgrade": True},
+    )
+    assert guarded["result"] is False
+    assert "salt-run crane.upgrade version=1.1.2" in guarded["comment"]
 
 
 def test_the_package_release_is_not_a_version_change():
