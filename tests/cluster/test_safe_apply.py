@@ -121,6 +121,12 @@ def test_a_restart_skipped_by_a_failed_package_step_happens_next_run(deployed):
 
     pids = {node: formula.main_pid(cluster, node, "craned") for node in COMPUTE}
     cluster.write_pillar(*_pillar(cluster, missing_version))
+    planned = formula.failures(formula.apply(cluster, "cn*", test=True))  # fails as the run will
+    assert set(planned) == set(COMPUTE)
+    assert (
+        "version 1.1.9 of cranesched-craned is not in the repository"
+        in (planned["cn01"]["crane-package-version-checked"])
+    )
     failed = formula.failures(formula.apply(cluster, "cn*"))
     assert set(failed) == set(COMPUTE)
     assert "crane-package-install-pkg-installed" in failed["cn01"]
