@@ -241,14 +241,20 @@ def node_resumed(name):
 # --- restarts that are due (the service step) -------------------------------------------
 
 
-def restart_marked(name, why="its package, config or drop-in changed"):
+def restart_marked(name, why="its package, config or drop-in changed", pending=True):
     """
     Remember that the daemon ``name`` must restart, until it has. Watch the states whose
     change requires the restart: a change writes the marker (``mod_watch``). Without a
     change this reports a restart still due from an earlier run as a change (so the service
     state that watches this one restarts the daemon), and forgets one that has happened.
     Outside the watch a failed package step leaves the marker in place for the next run.
+
+    pending
+        Report a restart due from earlier (false for a daemon's second marker state, so
+        the restart is reported once).
     """
+    if not pending:
+        return _ret(name, True, f"Nothing changed here that restarts {name} ({why})")
     pending = __salt__["crane.restart_pending"](name).get(name)
     if pending:
         comment = f"A restart of {name} is due since {pending['since']} ({pending['why']})"

@@ -42,6 +42,7 @@ crane-service-{{ unit }}-restart-marked-package:
   crane.restart_marked:
     - name: {{ unit }}
     - why: its package changed
+    - pending: false
     - watch:
 {%-     for trigger in package_triggers %}
       - {{ trigger | yaml(false) }}
