@@ -7,6 +7,7 @@ found through the pillar value ``crane:bin_dir`` (so tests can point at a simula
 """
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -24,6 +25,12 @@ __virtualname__ = "crane"
 
 CONFIG_PATH = "/etc/crane/config.yaml"
 CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config, not this file."
+DATABASE_HEADER = (
+    "# Managed by Salt (crane formula): edit the pillar crane:database, not this file."
+)
+REDACTED = "<redacted>"
+DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control node
+RESTART_DIR = "/var/lib/crane-formula"  # restart-<unit> markers: a restart is due
 CINFO_UNREACHABLE = 3
 CFORED_PORT = 10012  # hard-coded in cfored
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
@@ -216,10 +223,16 @@ def _database(database):
     return database
 
 
+def _secret_key(key):
+    return any(word in str(key).lower() for word in ("password", "passwd", "user", "secret"))
+
+
 def database_text():
     """
-    database.yaml as the formula writes it, from the pillar ``crane:database``. It holds the
-    MongoDB credentials: the formula's template calls it on the control node.
+    database.yaml as the formula writes it from the pillar ``crane:database``, with the
+    credentials (``DbUser``, ``DbPassword``) replaced by ``<redacted>``: a return travels to
+    the master's job cache. The state ``crane.database_file`` writes the real file on the
+    control node.
 
     CLI Example:
 
@@ -227,7 +240,9 @@ def database_text():
 
         salt cranectl crane.database_text
     """
-    return __utils__["crane_config.dump"](_database(True), header=CONFIG_HEADER)
+    database = _database(True)
+    shown = {key: REDACTED if _secret_key(key) else value for key, value in database.items()}
+    return __utils__["crane_config.dump"](shown, header=DATABASE_HEADER)
 
 
 def validate_config(config=None, database=None):
@@ -630,6 +645,223 @@ def resume(nodes):
         salt cranectl crane.resume 'cn[01-02]'
     """
     return _update_nodes(nodes, "resume")
+
+
+# --- drains kept across cranectld restarts --------------------------------------------------
+# cranectld keeps drains only in memory: a restart forgets them. The record file lives under
+# CraneBaseDir on the control node, so it survives the restart (and a reboot).
+
+
+def _base_dir():
+    return str(_config().get("CraneBaseDir") or "/var/crane/")
+
+
+def _drains_path():
+    return os.path.join(_base_dir(), DRAINS_FILE)
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise CommandExecutionError(f"cannot read {path}: {exc}") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path, data):
+    """Write atomically (a crash never leaves half a record), readable by root only."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def drains_record():
+    """
+    The drains recorded before a cranectld restart and not yet restored: ``{node: reason}``
+    (empty when there is nothing to restore). Changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drains_record
+    """
+    return {str(node): str(reason) for node, reason in _read_json(_drains_path()).items()}
+
+
+def _current_drains():
+    return {n: s.get("reason") or "" for n, s in nodes().items() if s.get("control") == "drain"}
+
+
+def drains_save():
+    """
+    Record every drained node (any reason) in ``<CraneBaseDir>/crane-formula-drains.json``
+    before cranectld restarts (it keeps drains only in memory). Merges with what is recorded
+    already, so a save after the drains were lost forgets nothing. Returns the whole record,
+    ``{node: reason}``. Raises when cranectld does not answer.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drains_save
+    """
+    record = drains_record()
+    record.update(_current_drains())
+    if record:
+        _write_json(_drains_path(), record)
+    return record
+
+
+def _nodes_when_answering(timeout):
+    """crane.nodes() once cranectld answers; raises when it does not within ``timeout``."""
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        try:
+            return nodes()
+        except CommandExecutionError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(1)
+
+
+def _restore_one(node, reason, state):
+    """``'restored'``, ``'kept'`` (already drained) or ``'pending'`` (cannot be drained yet)."""
+    if state is None or state.get("resource") == "down":
+        return "pending"  # CraneSched: "Can't change the state of a DOWN node!"
+    if state.get("control") == "drain":
+        return "kept"
+    try:
+        drain([node], reason)
+    except CommandExecutionError as exc:
+        log.warning("crane: could not drain %s again yet: %s", node, exc)
+        return "pending"
+    return "restored"
+
+
+def drains_restore(timeout=60):
+    """
+    Drain again the nodes recorded by ``crane.drains_save``, with their recorded reasons,
+    once cranectld answers (within ``timeout`` seconds). A node that is down or not
+    registered yet cannot be drained (CraneSched refuses DOWN nodes) and stays in the record
+    as pending; the record file is removed when nothing is pending. Nodes no longer in the
+    cluster config are dropped. Returns ``{'restored': {node: reason}, 'pending': {...}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drains_restore timeout=120
+    """
+    record = drains_record()
+    if not record:
+        return {"restored": {}, "pending": {}}
+    states = _nodes_when_answering(timeout)
+    configured = set(__utils__["crane_config.compute_hosts"](_config()))
+    restored, pending = {}, {}
+    for node, reason in sorted(record.items()):
+        if node not in configured and node not in states:
+            continue
+        outcome = _restore_one(node, reason, states.get(node))
+        if outcome == "restored":
+            restored[node] = reason
+        elif outcome == "pending":
+            pending[node] = reason
+    if pending:
+        _write_json(_drains_path(), pending)
+    elif os.path.exists(_drains_path()):
+        os.remove(_drains_path())
+    return {"restored": restored, "pending": pending}
+
+
+# --- restarts that are due -------------------------------------------------------------------
+# A marker per daemon, written when its config, drop-in or package changed; the restart is
+# due until the daemon's current process started after the marker was written, whoever
+# restarted it (the formula, the upgrade engine, an admin).
+
+
+def _marker_path(unit):
+    return os.path.join(RESTART_DIR, f"restart-{unit}")
+
+
+def _started_at(unit):
+    """Wall-clock start of the unit's running process, or None when it does not run."""
+    props = _unit_properties(unit)
+    if props.get("ActiveState") != "active":
+        return None
+    return time.time() - _seconds_since(props.get("ActiveEnterTimestampMonotonic"))
+
+
+def restart_mark(unit, why=""):
+    """
+    Record that ``unit`` must be restarted (its config, drop-in or package changed). The
+    record stays until the daemon runs a process started after it. Returns the marker path.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.restart_mark craned why='config.yaml changed'
+    """
+    path = _marker_path(unit)
+    os.makedirs(RESTART_DIR, mode=0o755, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{why}\n")
+    return path
+
+
+def restart_pending(unit=None):
+    """
+    Daemons of this node whose restart is due: ``{unit: {'since': UTC time, 'why': text}}``
+    for each marker whose daemon is not running or started before the marker was written.
+    ``unit`` limits the answer to one daemon. Changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.restart_pending
+    """
+    try:
+        names = sorted(os.listdir(RESTART_DIR))
+    except FileNotFoundError:
+        return {}
+    pending = {}
+    for name in names:
+        if not name.startswith("restart-") or (unit and name != f"restart-{unit}"):
+            continue
+        daemon, path = name[len("restart-") :], os.path.join(RESTART_DIR, name)
+        marked = os.path.getmtime(path)
+        started = _started_at(daemon)
+        if started is None or started < marked:
+            pending[daemon] = {
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(marked)),
+                "why": _tail(path, 1),
+            }
+    return pending
+
+
+def restart_clear(unit):
+    """
+    Forget a restart of ``unit`` that has happened (its process started after the marker).
+    Returns True when a marker was removed; a restart still due is kept.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.restart_clear craned
+    """
+    path = _marker_path(unit)
+    if not os.path.exists(path) or unit in restart_pending(unit):
+        return False
+    os.remove(path)
+    return True
 
 
 # --- daemons -------------------------------------------------------------------------------

@@ -293,3 +293,212 @@ def node_resumed(name):
     }
     ret["comment"] = f"Resumed {', '.join(drained)}"
     return ret
+
+
+# --- restarts that are due (the service step) -------------------------------------------
+
+
+def restart_marked(name, why="its package, config or drop-in changed", pending=True):
+    """
+    Remember that the daemon ``name`` must restart, until it has. Watch the states whose
+    change requires the restart: a change writes the marker (``mod_watch``). Without a
+    change this reports a restart still due from an earlier run as a change (so the service
+    state that watches this one restarts the daemon), and forgets one that has happened.
+    Outside the watch a failed package step leaves the marker in place for the next run.
+
+    pending
+        Report a restart due from earlier (false for a daemon's second marker state, so
+        the restart is reported once).
+    """
+    if not pending:
+        return _ret(name, True, f"Nothing changed here that restarts {name} ({why})")
+    pending = __salt__["crane.restart_pending"](name).get(name)
+    if pending:
+        comment = f"A restart of {name} is due since {pending['since']} ({pending['why']})"
+        return _ret(name, None if __opts__["test"] else True, comment, {"restart": "due"})
+    if not __opts__["test"] and __salt__["crane.restart_clear"](name):
+        return _ret(name, True, f"{name} has restarted since its restart was due")
+    return _ret(name, True, f"No restart of {name} is due")
+
+
+def mod_watch(name, sfun=None, **kwargs):
+    """A watched state changed: for ``restart_marked``, the daemon must restart."""
+    if sfun != "restart_marked":
+        return _ret(name, False, f"crane.{sfun} does not support watch")
+    why = kwargs.get("why") or "its package, config or drop-in changed"
+    if __opts__["test"]:
+        return _ret(name, None, f"A restart of {name} would be due: {why}", {"restart": "due"})
+    __salt__["crane.restart_mark"](name, why)
+    return _ret(name, True, f"A restart of {name} is due: {why}", {"restart": "due"})
+
+
+# --- drains kept across a cranectld restart (control node) -------------------------------
+
+
+def _drains_text(drains):
+    return ", ".join(f"{node} ('{reason}')" for node, reason in sorted(drains.items()))
+
+
+def drains_saved(name):
+    """
+    Record the drained nodes before cranectld restarts (it keeps drains only in memory).
+    Run it only when a restart is due (``onchanges`` the restart marker) and before it
+    (``require_in`` the service). When cranectld does not answer, its drains are already
+    gone: the record stays as it is.
+    """
+    try:
+        current = {
+            node: state.get("reason") or ""
+            for node, state in __salt__["crane.nodes"]().items()
+            if state.get("control") == "drain"
+        }
+    except CommandExecutionError as exc:
+        kept = __salt__["crane.drains_record"]()
+        text = f"; recorded earlier: {_drains_text(kept)}" if kept else ""
+        return _ret(name, True, f"cranectld does not answer, nothing to record ({exc}){text}")
+    if __opts__["test"]:
+        if not current:
+            return _ret(name, True, "No node is drained: nothing to record")
+        return _ret(name, None, f"Would record the drains of {_drains_text(current)}")
+    record = __salt__["crane.drains_save"]()
+    if not record:
+        return _ret(name, True, "No node is drained: nothing to record")
+    return _ret(
+        name,
+        True,
+        f"Recorded the drains of {_drains_text(record)} before cranectld restarts",
+        {"recorded": record},
+    )
+
+
+def drains_restored(name, timeout=60):
+    """
+    Drain again the nodes recorded before cranectld restarted, with their reasons. A node
+    that is down or not registered yet stays recorded as pending (CraneSched refuses to
+    drain a DOWN node); a later run (the verify step, the next apply) retries it.
+    """
+    record = __salt__["crane.drains_record"]()
+    if not record:
+        return _ret(name, True, "No recorded drain to restore")
+    if __opts__["test"]:
+        return _ret(name, None, f"Would drain again {_drains_text(record)} once they are up")
+    try:
+        outcome = __salt__["crane.drains_restore"](timeout=timeout)
+    except CommandExecutionError as exc:
+        return _ret(name, False, f"Cannot restore the drains of {_drains_text(record)}: {exc}")
+    lines = []
+    if outcome["restored"]:
+        lines.append(f"Drained again {_drains_text(outcome['restored'])}")
+    if outcome["pending"]:
+        lines.append(
+            f"Not up yet, drained when they are (next run): {_drains_text(outcome['pending'])}"
+        )
+    changes = {"restored": outcome["restored"]} if outcome["restored"] else {}
+    return _ret(name, True, "\n".join(lines) or "The recorded drains are in place", changes)
+
+
+# --- package versions (the package step) -------------------------------------------------
+
+
+def _comparable(installed, pinned):
+    """``installed`` as the pin is written: without an epoch, and without the package
+    release (``-1``) when the pin has none, so ``1.1.3-1`` matches a pin of ``1.1.3``."""
+    version = str(installed).split(":", 1)[-1]
+    if "-" not in str(pinned):
+        version = version.split("-", 1)[0]
+    return version
+
+
+def _in_repository(package, pinned):
+    """True/False when the repository lists ``package`` (pinned version there or not), None
+    when it does not list the package at all (e.g. the repository is set up by this run)."""
+    available = __salt__["pkg.list_repo_pkgs"](package).get(package) or []
+    if not available:
+        return None, available
+    return any(_comparable(v, pinned) == str(pinned) for v in available), available
+
+
+def _version_problem(node, package, installed, pinned, switches):
+    current = _comparable(installed, pinned)
+    if not installed or current == str(pinned):
+        return None
+    downgrade = __utils__["crane_upgrade.is_downgrade"](current, str(pinned))
+    if downgrade and not switches.get("allow_downgrade"):
+        return (
+            f"{node}: {package} {installed} is installed and the pillar crane:version pins "
+            f"{pinned}: that is a downgrade, refused (set crane:allow_downgrade: true to do it)"
+        )
+    if package in switches["running"] and not switches.get("restart_on_version"):
+        return (
+            f"{node}: {package} {installed} is installed and running, the pillar pins {pinned}: "
+            f"applying it would restart craned on every targeted node at once. Upgrade rolling "
+            f"with `salt-run crane.upgrade version={pinned}`, or set "
+            f"crane:restart_on_version: true to change it here"
+        )
+    return None
+
+
+def package_versions(name, packages, guarded=None, switches=None, repository=True):
+    """
+    Check the pinned versions before any package changes: refuse a downgrade unless the
+    switch ``allow_downgrade``; refuse a version change of a package in ``guarded`` (craned)
+    while its daemon runs unless ``restart_on_version`` (a plain apply would restart every
+    craned at once; the upgrade engine stops craned first); under ``test=True``, fail when a
+    pinned version is not in the repository, as the real run would.
+
+    name
+        The node (used in messages).
+    packages
+        ``{package name: pinned version}``.
+    guarded
+        ``{package name: systemd unit}`` whose running daemon must not restart here.
+    switches
+        The pillar switches ``{allow_downgrade: bool, restart_on_version: bool}``.
+    repository
+        Whether the packages come from a repository (install method ``repo``).
+    """
+    switches = dict(switches or {})
+    switches["running"] = [
+        package for package, unit in (guarded or {}).items() if __salt__["service.status"](unit)
+    ]
+    errors, notes = [], []
+    for package, pinned in sorted((packages or {}).items()):
+        if not pinned:
+            continue
+        installed = __salt__["pkg.version"](package)
+        problem = _version_problem(name, package, installed, pinned, switches)
+        if problem:
+            errors.append(problem)
+        elif repository and __opts__["test"] and _comparable(installed, pinned) != str(pinned):
+            found, available = _in_repository(package, pinned)
+            if found is False:
+                errors.append(
+                    f"{name}: version {pinned} of {package} is not in the repository "
+                    f"(it has {', '.join(available)})"
+                )
+            elif found is None:
+                notes.append(f"{package} {pinned}: the repository does not list it yet")
+        notes.append(f"{package}: installed {installed or 'none'}, pinned {pinned}")
+    if errors:
+        return _ret(name, False, "\n".join(errors))
+    return _ret(name, True, "\n".join(notes) or "No version pinned")
+
+
+# --- database.yaml (control node) --------------------------------------------------------
+
+DATABASE_HEADER = (
+    "# Managed by Salt (crane formula): edit the pillar crane:database, not this file."
+)
+
+
+def database_file(name, user="crane", group="crane", mode="0600"):
+    """
+    Write database.yaml from the pillar ``crane:database``, read here on the control node:
+    the MongoDB credentials never travel through SLS data, state arguments, returns or
+    logs (no diff is shown). The redacted text is ``crane.database_text``.
+    """
+    database = (__pillar__.get("crane") or {}).get("database") or {}
+    text = __utils__["crane_config.dump"](database, header=DATABASE_HEADER)
+    return __states__["file.managed"](
+        name=name, contents=text, user=user, group=group, mode=mode, show_changes=False
+    )

@@ -164,6 +164,7 @@ def test_config_hash_differs_after_a_hand_edit(deployed):
     assert formula.changed(result) == {
         "cn02": [
             "crane-config-file-config-file-managed",
+            "crane-service-craned-restart-marked",
             "crane-service-craned-service-running",
         ]
     }

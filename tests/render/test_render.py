@@ -52,7 +52,9 @@ def args(state):
 
 
 def requires(state):
-    return [next(iter(r.values())) for r in args(state).get("require", [])]
+    """IDs of the states this one runs after (require, watch and onchanges all order)."""
+    reqs = [r for kind in ("require", "watch", "onchanges") for r in args(state).get(kind, [])]
+    return [next(iter(r.values())) for r in reqs]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -121,12 +123,10 @@ def test_config_is_byte_identical_everywhere(minion):
 
 def test_database_only_on_control_and_secrets_never_in_sls(minion):
     control = render(minion, "debian12", "control")
-    database = args(control["crane-config-file-database-file-managed"])
-    assert database["mode"] == "0600"
-    assert database["user"] == "crane"
-    assert database["show_changes"] is False
-    assert database["template"] == "jinja"
-    assert database["source"][-1] == "salt://crane/files/default/database.yaml.jinja"
+    database = control["crane-config-file-database-file-managed"]
+    assert args(database)["fun"] == "crane.database_file"
+    assert args(database)["mode"] == "0600"
+    assert args(database)["user"] == "crane"
     assert args(control["crane-validate-config"])["database"] is True
     for role in ("control", "compute", "login"):
         states = render(minion, "debian12", role)
@@ -135,26 +135,96 @@ def test_database_only_on_control_and_secrets_never_in_sls(minion):
             assert not any("database" in sid for sid in states)
 
 
-def test_database_yaml_comes_from_the_pillar(minion):
+def test_database_file_is_written_from_the_pillar_and_nothing_returns_the_secret(minion, tmp_path):
     pillar = pillar_for("repo", control=True)
-    text = minion.call(
-        "crane.database_text", grains=node_grains("debian12", "cranectl"), pillar=pillar
+    grains = node_grains("debian12", "cranectl")
+    path = tmp_path / "database.yaml"
+    ret = minion.call(
+        "state.single",
+        "crane.database_file",
+        name=str(path),
+        user="root",
+        group="root",
+        grains=grains,
+        pillar=pillar,
     )
-    assert text.startswith("# Managed by Salt")
+    (result,) = ret.values()
+    assert result["result"] is True, result
+    text = path.read_text()
+    assert text.startswith("# Managed by Salt (crane formula): edit the pillar crane:database")
     assert "DbReplSetName: crane_rs\n" in text
     assert "DbPassword: change-me\n" in text
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert "change-me" not in repr(ret)
+    shown = minion.call("crane.database_text", grains=grains, pillar=pillar)
+    assert "change-me" not in shown and "admin" not in shown
+    assert "DbPassword: <redacted>\n" in shown
+    # the redacted view is the file with the credentials blanked out
+    assert shown == text.replace("change-me", "<redacted>").replace(
+        "DbUser: admin", "DbUser: <redacted>"
+    )
+
+
+def watched(state):
+    return [next(iter(w.values())) for w in args(state).get("watch", [])]
 
 
 def test_compute_config_waits_for_gres_gate(minion):
     states = render(minion, "rocky9", "compute")
     assert "crane-gres-valid" in requires(states["crane-config-file-config-file-managed"])
     assert args(states["crane-gres-valid"])["name"] == "cn03"
-    watched = [
-        next(iter(w.values()))
-        for w in args(states["crane-service-craned-service-running"])["watch"]
+    # config and package changes mark the restart; craned restarts while one is marked
+    marked = watched(states["crane-service-craned-restart-marked"])
+    assert "crane-config-file-config-file-managed" in marked
+    assert "crane-config-dropin-craned-file-managed" in marked
+    package = states["crane-service-craned-restart-marked-package"]
+    assert watched(package) == ["crane-package-install-pkg-installed"]
+    assert args(package)["pending"] is False  # the restart is reported once
+    assert set(watched(states["crane-service-craned-service-running"])) == {
+        "crane-service-craned-restart-marked",
+        "crane-service-craned-restart-marked-package",
+    }
+    assert "crane-package-install-pkg-installed" in requires(
+        states["crane-service-craned-service-running"]
+    )
+
+
+def test_cranectld_restart_records_and_restores_drains(minion):
+    states = render(minion, "debian12", "control")
+    saved = args(states["crane-service-cranectld-drains-saved"])
+    assert [next(iter(r.values())) for r in saved["onchanges"]] == [
+        "crane-service-cranectld-restart-marked",
+        "crane-service-cranectld-restart-marked-package",
     ]
-    assert "crane-config-file-config-file-managed" in watched
-    assert "crane-package-install-pkg-installed" in watched
+    running = states["crane-service-cranectld-service-running"]
+    assert "crane-service-cranectld-drains-saved" in requires(running)
+    assert "crane-config-file-database-file-managed" in watched(
+        states["crane-service-cranectld-restart-marked"]
+    )
+    restored = args(states["crane-service-cranectld-drains-restored"])
+    assert restored["require"] == [{"crane": "crane-service-cranectld-crane-daemon-healthy"}]
+    verify_order = [
+        sid
+        for sid in sorted(states, key=lambda sid: args(states[sid])["order"])
+        if sid.startswith("crane-verify-")
+    ]
+    assert verify_order == ["crane-verify-nodes-ready", "crane-verify-drains-restored"]
+
+
+def test_package_step_checks_versions_and_restores_missing_binaries(minion):
+    states = render(minion, "debian12", "compute")
+    check = args(states["crane-package-version-checked"])
+    assert check["packages"] == {"cranesched-craned": "1.1.2"}
+    assert check["guarded"] == {"cranesched-craned": "craned"}
+    assert check["switches"] == {"allow_downgrade": False, "restart_on_version": False}
+    restore = args(states["crane-package-restore-craned-pkg-installed"])
+    assert restore["reinstall"] is True
+    assert {u["path"] for u in restore["unless"]} == {"/usr/bin/craned", "/usr/libexec/csupervisor"}
+    assert "crane-package-restore-craned-pkg-installed" in requires(
+        states["crane-package-binary-csupervisor-file-managed"]
+    )
+    grain = states["crane-grains-version-grains-present"]
+    assert {"sls": "crane.package.install"} in args(grain)["require"]
 
 
 def test_restart_policy_never_only_notifies(minion):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -142,11 +143,15 @@ def test_validate_config_sets_retcode_and_checks_database(pillar):
     assert crane.__context__["retcode"] == 1
 
 
-def test_database_text_is_canonical_yaml(pillar):
+def test_database_text_is_canonical_yaml_without_the_credentials(pillar):
     crane, _ = module(pillar)
     text = crane.database_text()
-    assert text.splitlines()[0].startswith("# Managed by Salt")
+    assert text.splitlines()[0] == (
+        "# Managed by Salt (crane formula): edit the pillar crane:database, not this file."
+    )
     assert "DbReplSetName: crane_rs" in text
+    assert "DbPassword: <redacted>" in text and "DbUser: <redacted>" in text
+    assert pillar["crane"]["database"]["DbPassword"] not in text
 
 
 def test_hostlists(pillar):
@@ -352,3 +357,137 @@ def test_backup_db_keeps_the_last_copies(tmp_path, pillar):
     second = mod.backup_db(keep=1)
     assert second["removed"] == [os.path.basename(first)]
     assert os.listdir(tmp_path / "backup") == [os.path.basename(second["backup"])]
+
+
+# --- drains kept across cranectld restarts ---------------------------------------------------
+
+
+class Drains:
+    """cranectld's node table behind crane.nodes / crane.drain (drains live in memory)."""
+
+    def __init__(self, **resources):
+        self.states = {
+            n: {"resource": r, "control": "none", "reason": ""} for n, r in resources.items()
+        }
+        self.answering = True
+        self.drained = []
+
+    def nodes(self):
+        if not self.answering:
+            raise CommandExecutionError("cranectld is unreachable (cinfo exit 3)")
+        return {n: dict(s) for n, s in self.states.items()}
+
+    def drain(self, nodes, reason):
+        for node in nodes:
+            if self.states[node]["resource"] == "down":
+                raise CommandExecutionError("Can't change the state of a DOWN node!")
+            self.states[node].update(control="drain", reason=reason)
+            self.drained.append(node)
+
+    def restart_cranectld(self):
+        """cranectld restarted: every drain is gone, nodes not registered yet are down."""
+        for state in self.states.values():
+            state.update(control="none", reason="")
+
+
+def drains_module(pillar, tmp_path, cluster):
+    pillar["crane"]["config"]["CraneBaseDir"] = f"{tmp_path}/"
+    crane, _ = module(pillar)
+    crane.nodes, crane.drain = cluster.nodes, cluster.drain
+    return crane
+
+
+def test_drains_survive_a_cranectld_restart(pillar, tmp_path):
+    cluster = Drains(cn01="idle", cn02="idle", cn03="idle")
+    crane = drains_module(pillar, tmp_path, cluster)
+    cluster.drain(["cn03"], "fan broken")
+    assert crane.drains_save() == {"cn03": "fan broken"}
+    record = tmp_path / "crane-formula-drains.json"
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    cluster.restart_cranectld()
+    assert crane.drains_restore(timeout=0) == {"restored": {"cn03": "fan broken"}, "pending": {}}
+    assert cluster.states["cn03"] == {
+        "resource": "idle",
+        "control": "drain",
+        "reason": "fan broken",
+    }
+    assert not record.exists()
+    assert crane.drains_restore(timeout=0) == {"restored": {}, "pending": {}}
+
+
+def test_a_save_after_the_drains_were_lost_forgets_nothing(pillar, tmp_path):
+    cluster = Drains(cn01="idle", cn02="idle", cn03="idle")
+    crane = drains_module(pillar, tmp_path, cluster)
+    cluster.drain(["cn03"], "fan broken")
+    crane.drains_save()
+    cluster.restart_cranectld()  # a restart the record was not restored after
+    cluster.drain(["cn01"], "crane-formula: rolling restart")
+    assert crane.drains_save() == {
+        "cn01": "crane-formula: rolling restart",
+        "cn03": "fan broken",
+    }
+    assert crane.drains_record() == crane.drains_save()
+
+
+def test_down_nodes_stay_pending_until_they_are_up(pillar, tmp_path):
+    cluster = Drains(cn01="idle", cn02="idle", cn03="idle")
+    crane = drains_module(pillar, tmp_path, cluster)
+    cluster.drain(["cn02", "cn03"], "fan broken")
+    crane.drains_save()
+    cluster.restart_cranectld()
+    cluster.states["cn03"]["resource"] = "down"  # not registered again yet
+    assert crane.drains_restore(timeout=0) == {
+        "restored": {"cn02": "fan broken"},
+        "pending": {"cn03": "fan broken"},
+    }
+    assert crane.drains_record() == {"cn03": "fan broken"}
+    cluster.states["cn03"]["resource"] = "idle"
+    assert crane.drains_restore(timeout=0)["restored"] == {"cn03": "fan broken"}
+    assert crane.drains_record() == {}
+
+
+def test_an_admin_drain_set_meanwhile_is_kept_and_an_unreachable_cranectld_raises(pillar, tmp_path):
+    cluster = Drains(cn01="idle", cn02="idle", cn03="idle")
+    crane = drains_module(pillar, tmp_path, cluster)
+    cluster.drain(["cn03"], "fan broken")
+    crane.drains_save()
+    cluster.restart_cranectld()
+    cluster.answering = False
+    with pytest.raises(CommandExecutionError, match="unreachable"):
+        crane.drains_restore(timeout=0)
+    assert crane.drains_record() == {"cn03": "fan broken"}
+    cluster.answering = True
+    cluster.drain(["cn03"], "psu swap")
+    assert crane.drains_restore(timeout=0) == {"restored": {}, "pending": {}}
+    assert cluster.states["cn03"]["reason"] == "psu swap"
+    assert cluster.drained == ["cn03", "cn03"]  # never drained over the admin's new reason
+
+
+# --- restarts that are due -------------------------------------------------------------------
+
+
+def systemctl_show(started_seconds_ago):
+    active = started_seconds_ago is not None
+    monotonic = int((time.monotonic() - (started_seconds_ago or 0)) * 1e6) if active else 0
+    return {
+        "stdout": f"ActiveState={'active' if active else 'inactive'}\nSubState=running\n"
+        f"MainPID=42\nActiveEnterTimestampMonotonic={monotonic}\n"
+    }
+
+
+def test_a_restart_is_due_until_the_daemon_started_after_the_mark(pillar, tmp_path):
+    started = {"ago": 100.0}
+    crane, _ = module(pillar, {"systemctl": lambda argv: systemctl_show(started["ago"])})
+    crane.RESTART_DIR = str(tmp_path / "markers")
+    assert crane.restart_pending() == {}
+    crane.restart_mark("craned", "config.yaml changed")
+    pending = crane.restart_pending()
+    assert list(pending) == ["craned"] and pending["craned"]["why"] == "config.yaml changed"
+    assert crane.restart_clear("craned") is False  # still due: kept
+    started["ago"] = None  # stopped: still due
+    assert "craned" in crane.restart_pending("craned")
+    time.sleep(0.01)
+    started["ago"] = 0.001  # started after the mark, by anyone
+    assert crane.restart_pending() == {}
+    assert crane.restart_clear("craned") is True
+    assert not os.listdir(crane.RESTART_DIR)

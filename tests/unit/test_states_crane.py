@@ -291,3 +291,198 @@ def test_daemon_healthy_does_not_wait_when_cinfo_itself_fails():
         "cranectld is running (pid 42) but cinfo failed (exit 2): "
         "Config syntax error in config.yaml"
     )
+
+
+# --- package versions ----------------------------------------------------------------------
+
+
+def version_states(installed, repo=(), running=True, test=False):
+    salt = {
+        "pkg.version": lambda name: installed.get(name, ""),
+        "pkg.list_repo_pkgs": lambda name: {name: list(repo)} if repo else {},
+        "service.status": lambda unit: running,
+    }
+    return load("_states", __salt__=salt, __opts__={"test": test})
+
+
+CRANED = {"cranesched-craned": "craned"}
+
+
+@pytest.mark.parametrize("installed", ["1.1.3", "1.1.3-1", "1:1.1.3-1"])
+def test_a_downgrade_is_refused_naming_node_versions_and_the_switch(installed):
+    states = version_states({"cranesched-craned": installed})
+    ret = states.package_versions("cn01", {"cranesched-craned": "1.1.2"}, guarded=CRANED)
+    assert ret["result"] is False
+    assert ret["comment"].startswith(f"cn01: cranesched-craned {installed} is installed")
+    assert "pins 1.1.2" in ret["comment"] and "crane:allow_downgrade: true" in ret["comment"]
+    allowed = states.package_versions(
+        "cn01",
+        {"cranesched-craned": "1.1.2"},
+        guarded=CRANED,
+        switches={"allow_downgrade": True, "restart_on_version": True},
+    )
+    assert allowed["result"] is True
+    # allowed, it is still a version change under a running craned
+    guarded = states.package_versions(
+        "cn01",
+        {"cranesched-craned": "1.1.2"},
+        guarded=CRANED,
+        switches={"allow_downgrade": True},
+    )
+    assert guarded["result"] is False
+    assert "salt-run crane.upgrade version=1.1.2" in guarded["comment"]
+
+
+def test_the_package_release_is_not_a_version_change():
+    states = version_states({"cranesched-craned": "1.1.2-1"})
+    ret = states.package_versions("cn01", {"cranesched-craned": "1.1.2"}, guarded=CRANED)
+    assert ret["result"] is True, ret["comment"]
+
+
+def test_a_version_change_under_a_running_craned_needs_the_switch():
+    states = version_states({"cranesched-craned": "1.1.2"})
+    ret = states.package_versions("cn01", {"cranesched-craned": "1.1.3"}, guarded=CRANED)
+    assert ret["result"] is False
+    assert "salt-run crane.upgrade version=1.1.3" in ret["comment"]
+    assert "crane:restart_on_version: true" in ret["comment"]
+    switched = states.package_versions(
+        "cn01",
+        {"cranesched-craned": "1.1.3"},
+        guarded=CRANED,
+        switches={"restart_on_version": True},
+    )
+    assert switched["result"] is True
+    stopped = version_states({"cranesched-craned": "1.1.2"}, running=False)
+    ret = stopped.package_versions("cn01", {"cranesched-craned": "1.1.3"}, guarded=CRANED)
+    assert ret["result"] is True  # the upgrade engine stops craned first
+    control = version_states({"cranesched-cranectld": "1.1.2"})
+    assert control.package_versions("ctl", {"cranesched-cranectld": "1.1.3"})["result"] is True
+
+
+def test_test_mode_fails_when_the_pinned_version_is_not_in_the_repository():
+    pins = {"cranesched-craned": "1.1.9"}
+    states = version_states({}, repo=["1.1.3", "1.1.2"], test=True)
+    ret = states.package_versions("cn01", pins, guarded=CRANED)
+    assert ret["result"] is False
+    assert "version 1.1.9 of cranesched-craned is not in the repository" in ret["comment"]
+    assert (
+        version_states({}, repo=["1.1.9-1"], test=True).package_versions("cn01", pins)["result"]
+        is True
+    )
+    # the repository is set up by this very run: nothing to check against yet
+    fresh = version_states({}, test=True).package_versions("cn01", pins)
+    assert fresh["result"] is True and "does not list it yet" in fresh["comment"]
+    # a package file is no repository
+    files = version_states({}, repo=["1.1.3"], test=True)
+    assert files.package_versions("cn01", pins, repository=False)["result"] is True
+
+
+# --- restarts that are due -------------------------------------------------------------------
+
+
+class Markers:
+    def __init__(self):
+        self.marked = {}
+        self.restarted = set()
+
+    def salt(self):
+        return {
+            "crane.restart_mark": lambda unit, why="": self.marked.__setitem__(unit, why),
+            "crane.restart_pending": lambda unit=None: {
+                u: {"since": "2026-01-01T00:00:00Z", "why": w}
+                for u, w in self.marked.items()
+                if u not in self.restarted and unit in (None, u)
+            },
+            "crane.restart_clear": self.clear,
+        }
+
+    def clear(self, unit):
+        if unit in self.marked and unit in self.restarted:
+            del self.marked[unit]
+            return True
+        return False
+
+
+def test_a_watched_change_marks_a_restart_that_stays_until_it_happened():
+    markers = Markers()
+    crane = load("_states", __salt__=markers.salt(), __opts__={"test": False})
+    assert crane.restart_marked("craned")["changes"] == {}
+    ret = crane.mod_watch("craned", sfun="restart_marked", why="config.yaml changed")
+    assert ret["changes"] == {"restart": "due"} and markers.marked == {
+        "craned": "config.yaml changed"
+    }
+    # the next run (e.g. the package step failed in this one) still reports the restart
+    again = crane.restart_marked("craned")
+    assert again["result"] is True and again["changes"] == {"restart": "due"}
+    assert "config.yaml changed" in again["comment"]
+    # a daemon's second marker state (its package) leaves the report to the first one
+    assert crane.restart_marked("craned", pending=False)["changes"] == {}
+    markers.restarted.add("craned")
+    done = crane.restart_marked("craned")
+    assert done["changes"] == {} and markers.marked == {}
+
+
+def test_test_mode_marks_nothing():
+    markers = Markers()
+    crane = load("_states", __salt__=markers.salt(), __opts__={"test": True})
+    ret = crane.mod_watch("craned", sfun="restart_marked")
+    assert ret["result"] is None and ret["changes"] == {"restart": "due"}
+    assert markers.marked == {}
+
+
+# --- drains around a cranectld restart -------------------------------------------------------
+
+
+def drain_states(cluster, record, test=False, restore=None):
+    extra = {
+        "crane.drains_record": lambda: dict(record),
+        "crane.drains_save": lambda: (
+            record.update(
+                {n: s["reason"] for n, s in cluster.nodes.items() if s["control"] == "drain"}
+            )
+            or dict(record)
+        ),
+        "crane.drains_restore": restore or (lambda timeout=60: {"restored": {}, "pending": {}}),
+    }
+    return states(cluster, test=test, extra=extra)
+
+
+def test_drains_saved_records_and_test_mode_says_what_it_would_record():
+    cluster = FakeCluster(cn01="idle", cn03="idle")
+    cluster.drain(["cn03"], "fan broken")
+    record = {}
+    ret = drain_states(cluster, record, test=True).drains_saved("cranectld")
+    assert ret["result"] is None and "cn03 ('fan broken')" in ret["comment"]
+    assert record == {}
+    ret = drain_states(cluster, record).drains_saved("cranectld")
+    assert ret["changes"] == {"recorded": {"cn03": "fan broken"}}
+    assert record == {"cn03": "fan broken"}
+
+
+def test_drains_saved_with_cranectld_down_keeps_the_record():
+    cluster = FakeCluster(cn01="idle")
+    record = {"cn03": "fan broken"}
+
+    def unreachable():
+        raise CommandExecutionError("cranectld is unreachable (cinfo exit 3)")
+
+    crane = drain_states(cluster, record)
+    crane.__salt__["crane.nodes"] = unreachable
+    ret = crane.drains_saved("cranectld")
+    assert ret["result"] is True and "cn03 ('fan broken')" in ret["comment"]
+    assert record == {"cn03": "fan broken"}
+
+
+def test_drains_restored_reports_restored_and_pending():
+    cluster = FakeCluster(cn01="idle")
+    outcome = {"restored": {"cn02": "disk"}, "pending": {"cn03": "fan broken"}}
+    crane = drain_states(
+        cluster, {"cn02": "disk", "cn03": "fan broken"}, restore=lambda timeout: outcome
+    )
+    ret = crane.drains_restored("cranectld")
+    assert ret["result"] is True
+    assert ret["changes"] == {"restored": {"cn02": "disk"}}
+    assert "cn03 ('fan broken')" in ret["comment"]
+    assert drain_states(cluster, {}).drains_restored("cranectld")["changes"] == {}
+    test_mode = drain_states(cluster, {"cn03": "fan broken"}, test=True).drains_restored("x")
+    assert test_mode["result"] is None

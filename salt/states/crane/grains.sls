@@ -1,9 +1,11 @@
 {#- Publish this minion's roles and CraneSched version as static grains, for targeting:
-    salt -G 'crane:roles:compute' ... #}
+    salt -G 'crane:roles:compute' ... The version grain waits for the package step: a
+    failed install keeps the version that is installed. #}
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 
 include:
   - .validate
+  - .package
 
 crane-grains-roles-grains-present:
   grains.present:
@@ -19,4 +21,5 @@ crane-grains-version-grains-present:
     - value: {{ crane.version | string | json }}
     - force: true
     - require:
-      - crane: crane-validate-config
+      {#- the version only once it is installed #}
+      - sls: {{ tpldir }}.package.install

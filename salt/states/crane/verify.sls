@@ -1,5 +1,7 @@
 {#- Step 7: on the control node, wait until cinfo shows every configured node up (idle, mix
-    or alloc) and name the nodes that are not. Off with crane:verify:enabled false. #}
+    or alloc) and name the nodes that are not; then drain again the recorded nodes that were
+    not up when cranectld came back (whatever nodes_ready found). Off with
+    crane:verify:enabled false (the next run retries them then). #}
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 
 include:
@@ -15,4 +17,12 @@ crane-verify-nodes-ready:
     - interval: {{ crane.verify.interval }}
     - require:
       - crane: crane-service-cranectld-crane-daemon-healthy
+
+crane-verify-drains-restored:
+  crane.drains_restored:
+    - name: {{ crane.compute_nodes | json }}
+    - require:
+      - crane: crane-service-cranectld-crane-daemon-healthy
+    {#- no requisite on nodes_ready: defined after it, this runs after it (state_auto_order)
+        whether it passed or not, so a node that is up is drained again #}
 {%- endif %}

@@ -26,15 +26,14 @@ crane-config-file-config-file-managed:
 {%- endif %}
 {%- if "control" in crane.roles %}
 
+{#- crane.database_file reads crane:database from the pillar on this node: the secrets never
+    travel through SLS data, state arguments or returns. #}
 crane-config-file-database-file-managed:
-  file.managed:
+  crane.database_file:
     - name: {{ crane.config_dir }}/database.yaml
-    - source: {{ files_switch("database.yaml.jinja") }}
-    - template: jinja
     - user: {{ crane.user }}
     - group: {{ crane.group }}
     - mode: "0600"
-    - show_changes: false
     - require:
       - file: crane-package-dirs-etc-file-directory
       - user: crane-package-user-user-present

@@ -91,6 +91,32 @@ crane-package-runtime-pkg-installed:
 {%- endif %}
 
 {%- if method in ("repo", "files") and crane.packages %}
+{%-   set repo_reqs = [repo_req] if method == "repo" else [] %}
+{%-   set pins = {} %}
+{%-   for pkg in crane.packages.values() %}
+{%-     do pins.update({pkg.name: pkg.version}) %}
+{%-   endfor %}
+{%-   if trusted_apt %}
+{%-     do repo_reqs.append({"cmd": "crane-package-repo-refresh-cmd-run"}) %}
+{%-   endif %}
+
+{#- Before any package changes: no silent downgrade, no version change under a running craned
+    (every targeted craned would restart at once), and under test=True a pinned version that is
+    not in the repository fails as the real run would. #}
+crane-package-version-checked:
+  crane.package_versions:
+    - name: {{ crane.host | json }}
+    - packages: {{ pins | json }}
+    - guarded: {{ ({crane.packages.craned.name: "craned"} if "craned" in crane.packages else {}) | json }}
+    - switches:
+        allow_downgrade: {{ crane.allow_downgrade | to_bool }}
+        restart_on_version: {{ crane.restart_on_version | to_bool }}
+    - repository: {{ method == "repo" }}
+    - require:
+      - crane: crane-validate-config
+{%-   for req in repo_reqs %}
+      - {{ req | yaml(false) }}
+{%-   endfor %}
 
 crane-package-install-pkg-installed:
   pkg.installed:
@@ -100,20 +126,42 @@ crane-package-install-pkg-installed:
       - {{ pkg.name }}{{ (": " ~ (pkg.version | json)) if pkg.version else "" }}
 {%-     endfor %}
     - require:
-      - {{ repo_req | yaml(false) }}
-{%-     if trusted_apt %}
-      - cmd: crane-package-repo-refresh-cmd-run
-{%-     endif %}
+      - crane: crane-package-version-checked
 {%-   else %}
     - sources:
 {%-     for key, pkg in crane.packages.items() %}
       - {{ pkg.name }}: /var/cache/crane-formula/{{ install.files.get(key, {}).get("source", key) | regex_replace("^.*/", "") }}
 {%-     endfor %}
     - require:
+      - crane: crane-package-version-checked
 {%-     for key in crane.packages %}
       - file: crane-package-file-{{ key }}-file-managed
 {%-     endfor %}
 {%-   endif %}
+{%-   for key, pkg in crane.packages.items() if crane.binaries.get(key) %}
+
+{#- A file of the installed package that is gone (an rm of /usr/libexec/csupervisor) is not
+    seen by pkg.installed: reinstall the package when one of its binaries is missing. #}
+crane-package-restore-{{ key }}-pkg-installed:
+  pkg.installed:
+    - name: {{ pkg.name }}
+{%-     if method == "repo" %}
+{%-       if pkg.version %}
+    - version: {{ pkg.version | json }}
+{%-       endif %}
+{%-     else %}
+    - sources:
+      - {{ pkg.name }}: /var/cache/crane-formula/{{ install.files.get(key, {}).get("source", key) | regex_replace("^.*/", "") }}
+{%-     endif %}
+    - reinstall: true
+    - unless:
+{%-     for path in crane.binaries[key].values() %}
+      - fun: file.file_exists
+        path: {{ path }}
+{%-     endfor %}
+    - require:
+      - pkg: crane-package-install-pkg-installed
+{%-   endfor %}
 {%- endif %}
 
 {%- for key in crane.packages %}
@@ -140,7 +188,7 @@ crane-package-binary-{{ file }}-file-managed:
 {%-     if method == "binaries" %}
       - crane: crane-validate-config
 {%-     else %}
-      - pkg: crane-package-install-pkg-installed
+      - pkg: crane-package-restore-{{ key }}-pkg-installed
 {%-     endif %}
 {%-   endfor %}
 {%- endfor %}

@@ -1,7 +1,11 @@
 {#- Step 5: the daemons of this minion's roles, enabled and running, cranectld before craned.
-    crane:restart on_change restarts a daemon when its package, config or drop-in changed;
-    never only says a restart is due. A daemon that exits after start fails here with the
-    last lines of its journal and log, i.e. CraneSched's own reason. #}
+    A change of a daemon's package, config or drop-in marks a restart as due on the node
+    (crane.restart_marked); the mark stays until the daemon has restarted, so a restart skipped
+    because a later step failed happens on the next run. crane:restart on_change restarts the
+    daemon while a restart is due; never only says so. Before cranectld restarts, the drained
+    nodes are recorded (cranectld keeps drains only in memory) and drained again after.
+    A daemon that exits after start fails here with the last lines of its journal and log,
+    i.e. CraneSched's own reason. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
 {%- set method = crane.install.method %}
@@ -11,15 +15,50 @@ include:
   - {{ tplroot }}.config
 
 {%- for unit in crane.services %}
-{%-   set triggers = [{"file": "crane-config-file-config-file-managed"},
-                      {"file": "crane-config-dropin-" ~ unit ~ "-file-managed"}] %}
+{%-   set config_triggers = [{"file": "crane-config-file-config-file-managed"},
+                             {"file": "crane-config-dropin-" ~ unit ~ "-file-managed"}] %}
 {%-   if unit == "cranectld" %}
-{%-     do triggers.append({"file": "crane-config-file-database-file-managed"}) %}
+{%-     do config_triggers.append({"crane": "crane-config-file-database-file-managed"}) %}
 {%-   endif %}
 {%-   if method == "binaries" %}
-{%-     do triggers.append({"file": "crane-package-unit-" ~ unit ~ "-file-managed"}) %}
-{%-   elif crane.packages %}
-{%-     do triggers.append({"pkg": "crane-package-install-pkg-installed"}) %}
+{%-     do config_triggers.append({"file": "crane-package-unit-" ~ unit ~ "-file-managed"}) %}
+{%-   endif %}
+{%-   set package_triggers = [{"pkg": "crane-package-install-pkg-installed"}]
+                             if method != "binaries" and crane.packages else [] %}
+{%-   set markers = [{"crane": "crane-service-" ~ unit ~ "-restart-marked"}] %}
+
+crane-service-{{ unit }}-restart-marked:
+  crane.restart_marked:
+    - name: {{ unit }}
+    - why: config.yaml, a drop-in or a unit file changed
+    - watch:
+{%-   for trigger in config_triggers %}
+      - {{ trigger | yaml(false) }}
+{%-   endfor %}
+{%-   if package_triggers %}
+{%-     do markers.append({"crane": "crane-service-" ~ unit ~ "-restart-marked-package"}) %}
+
+crane-service-{{ unit }}-restart-marked-package:
+  crane.restart_marked:
+    - name: {{ unit }}
+    - why: its package changed
+    - pending: false
+    - watch:
+{%-     for trigger in package_triggers %}
+      - {{ trigger | yaml(false) }}
+{%-     endfor %}
+{%-   endif %}
+{%-   if unit == "cranectld" and crane.restart == "on_change" %}
+
+crane-service-cranectld-drains-saved:
+  crane.drains_saved:
+    - name: cranectld
+    - require:
+      - crane: crane-validate-config
+    - onchanges:
+{%-     for marker in markers %}
+      - {{ marker | yaml(false) }}
+{%-     endfor %}
 {%-   endif %}
 
 crane-service-{{ unit }}-service-running:
@@ -27,25 +66,28 @@ crane-service-{{ unit }}-service-running:
     - name: {{ unit }}
     - enable: true
     - require:
-{%-   for trigger in triggers %}
+{%-   for trigger in config_triggers + package_triggers + markers %}
       - {{ trigger | yaml(false) }}
 {%-   endfor %}
 {%-   if unit == "craned" and "cranectld" in crane.services %}
       - crane: crane-service-cranectld-crane-daemon-healthy
 {%-   endif %}
 {%-   if crane.restart == "on_change" %}
+{%-     if unit == "cranectld" %}
+      - crane: crane-service-cranectld-drains-saved
+{%-     endif %}
     - watch:
-{%-     for trigger in triggers %}
-      - {{ trigger | yaml(false) }}
+{%-     for marker in markers %}
+      - {{ marker | yaml(false) }}
 {%-     endfor %}
 {%-   else %}
 
 crane-service-{{ unit }}-restart-due:
   test.show_notification:
-    - text: "{{ unit }}: its package or config changed; restart it when convenient (crane:restart is {{ crane.restart }})"
+    - text: "{{ unit }}: its package or config changed; restart it when convenient (crane:restart is {{ crane.restart }}): `salt-run crane.restart`"
     - onchanges:
-{%-     for trigger in triggers %}
-      - {{ trigger | yaml(false) }}
+{%-     for marker in markers %}
+      - {{ marker | yaml(false) }}
 {%-     endfor %}
 {%-   endif %}
 
@@ -59,4 +101,12 @@ crane-service-{{ unit }}-crane-daemon-healthy:
 {%-   endif %}
     - require:
       - service: crane-service-{{ unit }}-service-running
+{%-   if unit == "cranectld" %}
+
+crane-service-cranectld-drains-restored:
+  crane.drains_restored:
+    - name: cranectld
+    - require:
+      - crane: crane-service-cranectld-crane-daemon-healthy
+{%-   endif %}
 {%- endfor %}
