@@ -7,6 +7,7 @@ found through the pillar value ``crane:bin_dir`` (so tests can point at a simula
 """
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -551,6 +552,87 @@ def resume(nodes):
         salt cranectl crane.resume 'cn[01-02]'
     """
     return _update_nodes(nodes, "resume")
+
+
+# --- drain record (minimal: stands in until the states' own drain record is merged) --------
+
+
+def _drain_record_path():
+    return os.path.join(str(_config().get("CraneBaseDir") or "/var/crane/"), "drains.json")
+
+
+def _read_drain_record():
+    try:
+        with open(_drain_record_path(), encoding="utf-8") as handle:
+            return dict(json.load(handle))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _write_drain_record(record):
+    path = _drain_record_path()
+    if not record:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".new", "w", encoding="utf-8") as handle:
+        json.dump(record, handle)
+    os.replace(path + ".new", path)
+
+
+def drains_save():
+    """
+    Merge every drained node (and its reason) into the drain record under CraneBaseDir,
+    which survives a cranectld restart (cranectld keeps drains in memory only); returns the
+    whole record ``{node: reason}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drains_save
+    """
+    record = _read_drain_record()
+    for name, state in nodes().items():
+        if state.get("control") == "drain":
+            record[name] = state.get("reason") or ""
+    _write_drain_record(record)
+    return record
+
+
+def drains_restore(timeout=60):
+    """
+    Wait (up to ``timeout`` seconds) until cranectld answers, drain again every recorded node
+    that is up and not drained, keep DOWN nodes (CraneSched refuses to drain them) as pending;
+    the record is removed when nothing is pending. Returns ``{"restored", "pending"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cranectl crane.drains_restore timeout=120
+    """
+    record = _read_drain_record()
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        try:
+            current = nodes()
+            break
+        except CommandExecutionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(2)
+    restored, pending = {}, {}
+    for name, reason in record.items():
+        state = current.get(name) or {}
+        if state.get("resource", "down") == "down":
+            pending[name] = reason
+        elif state.get("control") != "drain" or state.get("reason") != reason:
+            drain(name, reason or "drained before cranectld restarted")
+            restored[name] = reason
+    _write_drain_record(pending)
+    return {"restored": restored, "pending": pending}
 
 
 # --- daemons -------------------------------------------------------------------------------
