@@ -487,6 +487,17 @@ def status_text(data):
 # --- the run ---------------------------------------------------------------------------------
 
 
+def running_version(info, installed):
+    """The release a compute node runs: none while it is down (its package may be at the
+    target while craned failed to start), else the ``X.Y.Z`` of craned's ``Version=``, else
+    (a build reporting a git hash) what the package manager reports."""
+    if info["down"]:
+        return None
+    if crane_upgrade.release(info["version"]):
+        return info["version"]
+    return installed.get("craned") or info["version"]
+
+
 class Facts:
     """What preflight found; read-only for the steps."""
 
@@ -536,9 +547,7 @@ class Run:
         names = self._package_names(live, control, settings)
         versions = self._installed_versions(live, known, names)
         for node, info in compute.items():
-            info["version"] = (
-                versions.get(minion_of.get(node, node), {}).get("craned") or info["version"]
-            )
+            info["version"] = running_version(info, versions.get(minion_of.get(node, node), {}))
         self._check_versions(versions, compute, pillar_version)
         if self.action == "upgrade":
             self._check_installable(live, known, names, dry_run)
@@ -757,7 +766,7 @@ class Run:
         except StepError as exc:
             self.report["failed"].setdefault(ctl.minion, str(exc))
             if stopped:
-                self._start_cranectld(ctl)
+                self._start_cranectld(ctl, up)
             raise StepError(f"control node {ctl.minion}: {exc}") from exc
         finally:
             self._restore_drains(ctl)
@@ -794,14 +803,18 @@ class Run:
                 f"{still}"
             )
 
-    def _wait_registered_again(self, ctl, up):
+    def _wait_up(self, ctl, up):
+        """The nodes of ``up`` still down after register_timeout (none: all registered)."""
+
         def waiting():
             states = ctl.nodes()
-            back = [n for n in up if is_down(states.get(n))]
-            return back
+            return [n for n in up if is_down(states.get(n))]
 
         late = self.poll("nodes to register again", waiting, self.opts["register_timeout"])
-        late = (late if isinstance(late, list) else up) if late else []
+        return (late if isinstance(late, list) else up) if late else []
+
+    def _wait_registered_again(self, ctl, up):
+        late = self._wait_up(ctl, up)
         if late:
             for node in late:
                 self.report["failed"][node] = (
@@ -813,8 +826,12 @@ class Run:
                 )
             raise StepError(f"nodes not registered again: {', '.join(late)}")
 
-    def _start_cranectld(self, ctl):
+    def _start_cranectld(self, ctl, up):
+        """After a failure: cranectld started again and the nodes registered (so that their
+        recorded drains can be restored: CraneSched refuses to drain a DOWN node)."""
         try:
+            if self.minions.one(ctl.minion, "service.status", ["cranectld"]):
+                return  # it runs: the failure was elsewhere
             self.minions.one(ctl.minion, "service.start", ["cranectld"])
             self._wait_cranectld(ctl)
         except StepError as exc:
@@ -822,6 +839,9 @@ class Run:
             return
         self.report["cranectld"] = "started again after the failure"
         self.progress(f"{ctl.minion}: cranectld started again after the failure")
+        late = self._wait_up(ctl, up)
+        if late:
+            self.report["cranectld"] += f"; not registered again: {', '.join(late)}"
 
     def _restore_drains(self, ctl):
         try:

@@ -33,6 +33,8 @@ class FakeCluster(crane_engine.Cluster):
         self.ctld_running = True
         self.ctld_answers_at = 0.0  # cranectld answers from this (fake) time on
         self.ctld_exits = False  # cranectld's unit exits after the start (failed DB connect)
+        self.register_delay = 0.0  # seconds craned takes to register after cranectld answers
+        self.registered_at = 0.0
         self.backup_fails = False
         self.craned = dict.fromkeys(compute, True)
         self.started = dict.fromkeys(compute, 1.0)
@@ -118,7 +120,7 @@ class FakeCluster(crane_engine.Cluster):
             raise Failed("CommandExecutionError: cinfo: cannot connect to cranectld")
 
     def node_state(self, node):
-        up = self.ctld_running and self.craned[node]
+        up = self.ctld_running and self.craned[node] and self.clock >= self.registered_at
         return {
             "resource": ("alloc" if self.jobs[node] else "idle") if up else "down",
             "control": "drain" if node in self.drained else "none",
@@ -215,6 +217,7 @@ class FakeCluster(crane_engine.Cluster):
     def start_ctld(self):
         self.ctld_running = not self.ctld_exits
         self.ctld_answers_at = max(self.ctld_answers_at, self.clock)
+        self.registered_at = self.ctld_answers_at + self.register_delay
 
     def _state_apply(self, minion, sls, pillar=None):
         version = (pillar or {}).get("crane", {}).get("version") or self.pillar_version

@@ -189,6 +189,10 @@ def test_canary_failure_stops_the_run_and_a_rerun_completes(cluster):
     assert {n: cluster.installed[n] for n in COMPUTE[1:]} == dict.fromkeys(COMPUTE[1:], "1.1.2")
     assert "canary failed on cn01" in report["Error"]
 
+    report = upgrade(cluster, "1.1.4")  # its package is at 1.1.4, but craned is not running
+    assert report["plan"]["batches"][0] == ["cn01"]
+    assert "canary failed on cn01" in report["Error"]
+
     cluster.repo.add("1.1.5")
     report = upgrade(cluster, "1.1.5")
     assert report["retcode"] == 0, report["summary"]
@@ -272,6 +276,7 @@ def test_restart_record_is_ignored_after_a_config_change(cluster):
 def test_failed_backup_starts_cranectld_again_and_restores_drains(cluster):
     cluster.drained["cn02"] = "disk replacement"
     cluster.backup_fails = True
+    cluster.register_delay = 6  # drains can be restored only once the nodes are up again
     report = upgrade(cluster)
     assert report["retcode"] == 1
     assert cluster.ctld_running
@@ -295,6 +300,7 @@ def test_node_lost_during_the_control_step_is_named_and_drains_restored(cluster)
     report = upgrade(cluster, register_timeout=10)
     assert report["retcode"] == 1
     assert "did not register again" in report["failed"]["cn03"]
+    assert "cranectld" not in report  # it ran: nothing to start again
     assert report["not_drained"] == {"cn03": "down: CraneSched refuses to drain a DOWN node"}
     assert cluster.drained == {"cn02": "disk replacement"}
     assert "not drained: cn03" in report["summary"]
@@ -312,6 +318,14 @@ def test_admin_drain_on_a_node_down_at_restore_is_pending(cluster):
     assert report["drains_pending"] == {"cn03": "bad disk"}
     assert cluster.record == {"cn03": "bad disk"}  # kept for when it is up again
     assert "drain pending: cn03 is down" in report["summary"]
+
+
+def test_nodes_registering_slowly_get_their_drains_back(cluster):
+    cluster.drained["cn02"] = "disk replacement"
+    cluster.register_delay = 20
+    report = upgrade(cluster)
+    assert report["retcode"] == 0, report["summary"]
+    assert cluster.drained == {"cn02": "disk replacement"}
 
 
 def test_slow_cranectld_is_waited_for(cluster):
