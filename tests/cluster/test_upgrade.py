@@ -13,8 +13,9 @@ import threading
 import time
 
 import crane_hostlist
-import crane_upgrade
 import pytest
+
+from bench.availability import availability
 
 from . import pillar
 from .conftest import require_cluster_environment
@@ -181,7 +182,7 @@ def measure_availability(cluster: Cluster, run, ignore=()):
         result = run()
     finally:
         samples = sampler.stop()
-    return result, crane_upgrade.availability(samples, ignore=ignore), samples
+    return result, availability(samples, ignore=ignore), samples
 
 
 def drains(cluster: Cluster) -> dict:
@@ -290,7 +291,7 @@ def test_rolling_upgrade_keeps_the_cluster_serving(ucluster):
     start, end = window(report, "control")
     assert all(start <= t <= end for t, nodes in samples if nodes is None)  # only while restarting
     rest = outside(samples, start, end + 3)  # craned re-registers right after cranectld is back
-    assert crane_upgrade.availability(rest, ignore=["cn02"])["max_unavailable"] <= 2
+    assert availability(rest, ignore=["cn02"])["max_unavailable"] <= 2
     assert figures["max_unavailable"] >= 1
     ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
     set_pillar_version(ucluster, "1.1.3")

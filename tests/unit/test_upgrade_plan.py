@@ -3,6 +3,8 @@
 import crane_upgrade as cu
 import pytest
 
+from bench.availability import availability
+
 
 def compute(*names, version="1.1.2", **overrides):
     nodes = {n: {"version": version, "down": False, "reason": ""} for n in names}
@@ -212,7 +214,7 @@ def test_availability_figures():
         (6.0, {"a": n(), "b": n(), "c": n(control="drain")}),
         (7.0, {"a": n(), "b": n(), "c": n(control="drain")}),
     ]
-    figures = cu.availability(samples)
+    figures = availability(samples)
     assert figures["total"] == 7.0
     assert figures["max_unavailable"] == 2
     assert figures["longest_node"] == {"node": "a", "seconds": 5.0}
@@ -225,10 +227,10 @@ def test_availability_ignores_admin_drained_nodes():
         (0.0, {"a": n(control="drain"), "b": n()}),
         (1.0, {"a": n(control="drain"), "b": n("down")}),
     ]
-    figures = cu.availability(samples, ignore=["a"])
+    figures = availability(samples, ignore=["a"])
     assert figures["max_unavailable"] == 1
     assert figures["per_node"] == {"b": 0.0}
-    assert cu.availability([])["total"] == 0.0
+    assert availability([])["total"] == 0.0
 
 
 def test_dry_run_summary_says_nothing_changed():
