@@ -17,24 +17,25 @@ def __virtual__():
     return __virtualname__
 
 
-def plan(name, fun="crane.upgrade", **options):
+def plan(name, runner="crane.upgrade", **options):
     """
-    The dry run of ``fun`` (``crane.upgrade`` or ``crane.restart``) with ``options``: result
+    The dry run of ``runner`` (``crane.upgrade`` or ``crane.restart``) with ``options``: result
     None with the plan when there is work to do, True when there is none, False with the
     reason when preflight fails. Never changes anything, with or without ``test=True``.
+    (The argument is ``runner``: Salt's state compiler reserves ``fun``.)
 
     .. code-block:: yaml
 
         crane-orch-upgrade-plan:
           crane_run.plan:
-            - fun: crane.upgrade
+            - runner: crane.upgrade
             - version: 1.1.3
             - batch: 2
     """
-    if fun not in ("crane.upgrade", "crane.restart"):
-        return {"name": name, "result": False, "changes": {}, "comment": f"unknown run {fun}"}
+    if runner not in ("crane.upgrade", "crane.restart"):
+        return {"name": name, "result": False, "changes": {}, "comment": f"unknown runner {runner}"}
     options = {k: v for k, v in options.items() if not k.startswith("__")}
-    report = __salt__["saltutil.runner"](fun, dry_run=True, **options)
+    report = __salt__["saltutil.runner"](runner, dry_run=True, **options)
     report = report if isinstance(report, dict) else {"Error": str(report)}
     if report.get("retcode") != 0:
         comment = report.get("summary") or report.get("Error") or "preflight failed"

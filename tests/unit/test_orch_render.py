@@ -52,7 +52,7 @@ def test_test_mode_renders_the_plan_state(sls, fun):
     ((sid, state),) = states.items()
     assert sid == f"crane-orch-{sls}-plan"
     args = state["crane_run.plan"]
-    assert args[0] == {"fun": fun}
+    assert args[0] == {"runner": fun}
     assert {"batch": "50%"} in args
 
 
@@ -79,7 +79,7 @@ def plan_state(report):
 def test_plan_state_asks_for_a_dry_run_and_shows_the_plan():
     report = {"retcode": 0, "plan": {"batches": [["cn01"]]}, "plan_text": "Plan: upgrade"}
     module, calls = plan_state(report)
-    ret = module.plan("x", fun="crane.upgrade", version="1.1.3", __pub_user="root")
+    ret = module.plan("x", runner="crane.upgrade", version="1.1.3", __pub_user="root")
     assert calls == [("crane.upgrade", {"dry_run": True, "version": "1.1.3"})]
     assert ret["result"] is None
     assert ret["comment"] == "Plan: upgrade"
@@ -87,6 +87,6 @@ def test_plan_state_asks_for_a_dry_run_and_shows_the_plan():
 
 def test_plan_state_fails_when_preflight_fails():
     module, _ = plan_state({"retcode": 1, "summary": "FAILED before touching any node: x"})
-    ret = module.plan("x", fun="crane.restart")
+    ret = module.plan("x", runner="crane.restart")
     assert ret["result"] is False
     assert ret["comment"] == "FAILED before touching any node: x"
