@@ -744,6 +744,13 @@ class Run:
     def end_step(self):
         self.report["steps"][-1]["end"] = self.cluster.now()
 
+    def serving(self, facts, ctl):
+        """Nodes up in cinfo whose craned runs: those must register again after cranectld's
+        restart. (A craned that stopped silently still shows up until CranedTimeout.)"""
+        up = [n for n, s in ctl.nodes().items() if not is_down(s)]
+        running, _ = self.minions.call([facts.minion(n) for n in up], "service.status", ["craned"])
+        return [n for n in up if running.get(facts.minion(n)) is True]
+
     def control_step(self, facts, ctl, up):
         """Restart (upgrade) cranectld: record the drains, stop, back up the DB, apply, wait
         for cranectld and for ``up`` nodes to register again. Whatever fails, cranectld is
@@ -760,7 +767,7 @@ class Run:
             if failed:
                 raise StepError(failed[ctl.minion])
             self._wait_cranectld(ctl)
-            self._wait_registered_again(ctl, up)
+            self._wait_registered_again(ctl, up, recorded)
             self.done(facts, [ctl.minion])
             self.progress(f"{ctl.minion}: cranectld is back and every node registered again")
         except StepError as exc:
@@ -813,7 +820,9 @@ class Run:
         late = self.poll("nodes to register again", waiting, self.opts["register_timeout"])
         return (late if isinstance(late, list) else up) if late else []
 
-    def _wait_registered_again(self, ctl, up):
+    def _wait_registered_again(self, ctl, up, recorded):
+        """StepError naming the nodes of ``up`` still down after register_timeout; those
+        without a recorded drain cannot be drained now (DOWN) and are named so."""
         late = self._wait_up(ctl, up)
         if late:
             for node in late:
@@ -821,9 +830,10 @@ class Run:
                     f"did not register again within {self.opts['register_timeout']}s of "
                     "cranectld's restart"
                 )
-                self.report.setdefault("not_drained", {})[node] = (
-                    "down: CraneSched refuses to drain a DOWN node"
-                )
+                if node not in recorded:
+                    self.report.setdefault("not_drained", {})[node] = (
+                        "down: CraneSched refuses to drain a DOWN node"
+                    )
             raise StepError(f"nodes not registered again: {', '.join(late)}")
 
     def _start_cranectld(self, ctl, up):
@@ -1030,8 +1040,7 @@ class Run:
     def rolling(self, facts, ctl):
         self.report["not_reached"] = [n for batch in facts.plan["batches"] for n in batch]
         if facts.plan["control"]["todo"]:
-            up = [n for n, s in ctl.nodes().items() if not is_down(s)]
-            self.control_step(facts, ctl, up)
+            self.control_step(facts, ctl, self.serving(facts, ctl))
         self.login_step(facts)
         batches = facts.plan["batches"]
         for index, nodes in enumerate(batches):

@@ -35,6 +35,7 @@ class FakeCluster(crane_engine.Cluster):
         self.ctld_exits = False  # cranectld's unit exits after the start (failed DB connect)
         self.register_delay = 0.0  # seconds craned takes to register after cranectld answers
         self.registered_at = 0.0
+        self.stale = set()  # nodes whose craned stopped silently: up until cranectld restarts
         self.backup_fails = False
         self.craned = dict.fromkeys(compute, True)
         self.started = dict.fromkeys(compute, 1.0)
@@ -120,7 +121,8 @@ class FakeCluster(crane_engine.Cluster):
             raise Failed("CommandExecutionError: cinfo: cannot connect to cranectld")
 
     def node_state(self, node):
-        up = self.ctld_running and self.craned[node] and self.clock >= self.registered_at
+        up = self.ctld_running and (self.craned[node] or node in self.stale)
+        up = up and self.clock >= self.registered_at
         return {
             "resource": ("alloc" if self.jobs[node] else "idle") if up else "down",
             "control": "drain" if node in self.drained else "none",
@@ -215,6 +217,7 @@ class FakeCluster(crane_engine.Cluster):
         return {"source": "/var/crane/cranectld/embedded.db", "backup": "/var/crane/backup/x"}
 
     def start_ctld(self):
+        self.stale.clear()
         self.ctld_running = not self.ctld_exits
         self.ctld_answers_at = max(self.ctld_answers_at, self.clock)
         self.registered_at = self.ctld_answers_at + self.register_delay

@@ -307,6 +307,14 @@ def test_node_lost_during_the_control_step_is_named_and_drains_restored(cluster)
     assert "nodes not registered again: cn03" in report["Error"]
 
 
+def test_node_shown_up_with_craned_stopped_is_not_waited_for(cluster):
+    cluster.craned["cn04"] = False
+    cluster.stale.add("cn04")  # cinfo still shows it up (a silent stop: until CranedTimeout)
+    report = upgrade(cluster)
+    assert report["retcode"] == 0, report["summary"]
+    assert cluster.craned["cn04"]
+
+
 def test_admin_drain_on_a_node_down_at_restore_is_pending(cluster):
     cluster.drained["cn03"] = "bad disk"
 
