@@ -6,6 +6,7 @@ drive a rolling (or all-at-once) upgrade or restart. The engine lives in the ``c
 utility; this module gives it the cluster through Salt's LocalClient and the master's event bus.
 """
 
+import contextlib
 import logging
 import os
 import sys
@@ -40,16 +41,19 @@ class _SaltCluster:
         if isinstance(tgt, (list, tuple)):
             tgt = ",".join(tgt)
         client = salt.client.get_local_client(__opts__["conf_file"])
+        # Salt prints "No minions matched the target" on stdout for a minion that is not
+        # connected; stdout is the runner's result (--out=json), so that goes to stderr
         try:
-            return client.cmd(
-                tgt,
-                fun,
-                arg=list(arg),
-                kwarg=kwarg,
-                tgt_type=tgt_type,
-                timeout=timeout,
-                full_return=True,
-            )
+            with contextlib.redirect_stdout(sys.stderr):
+                return client.cmd(
+                    tgt,
+                    fun,
+                    arg=list(arg),
+                    kwarg=kwarg,
+                    tgt_type=tgt_type,
+                    timeout=timeout,
+                    full_return=True,
+                )
         finally:
             client.destroy()
 
