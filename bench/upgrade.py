@@ -5,12 +5,12 @@ converged start (packages at the older version the simulator's repository serves
 compute node idle) to the newer one: first ``strategy=rolling`` (a canary, then batches of
 one), then, after every node is rebooted bare and converged again, ``strategy=all-at-once``
 (CraneSched's stop-everything procedure). While each runs, ``cinfo --json`` on the control node
-is sampled every half second; the engine's own ``crane_upgrade.availability`` turns the
+is sampled every half second; ``bench.availability.availability`` turns the
 samples into the figures: total time, the longest a single node could not take jobs, and the
 most nodes unavailable at once. Seconds when cinfo did not answer (cranectld restarting) are
 counted apart and given in the notes.
 
-When the engine (``salt/_runners/crane.py`` with ``upgrade``, and its measuring function) is
+When the runner (``salt/_runners/crane.py`` with ``upgrade``) is
 not there, the rows say so; nothing is estimated.
 """
 
@@ -24,6 +24,7 @@ import time
 import crane_cinfo
 
 from bench import REPO
+from bench.availability import availability
 from bench.converge import apply, missing_prerequisites, reboot_bare, wait_all_idle
 from bench.registry import benchmark
 from bench.table import Row
@@ -49,15 +50,10 @@ def log(message):
 
 
 def engine():
-    """``(crane_upgrade.availability, "")`` or ``(None, why the rows cannot be measured)``."""
+    """``(availability, "")`` or ``(None, why the rows cannot be measured)``."""
     if not RUNNER.exists() or "def upgrade(" not in RUNNER.read_text():
         return None, "not available yet: the upgrade runner (salt-run crane.upgrade) is missing"
-    try:
-        import crane_upgrade  # noqa: PLC0415 - only once the engine exists
-
-        return crane_upgrade.availability, ""
-    except (ImportError, AttributeError) as exc:
-        return None, f"not available yet: the engine's measuring function is missing ({exc})"
+    return availability, ""
 
 
 def unmeasured(reason):

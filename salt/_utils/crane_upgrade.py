@@ -1,9 +1,9 @@
 """
 Pure planning logic for rolling upgrades and restarts of a CraneSched cluster.
 
-The ``crane`` runner drives the cluster; everything here works on plain data so it can be
-unit tested and reused (batching, canary choice, which drains belong to the formula, plan
-and summary text, and availability figures from cinfo samples).
+The engine (``crane_engine``) drives the cluster; everything here works on plain data so it can be
+unit tested and reused (batching, canary choice, which drains belong to the formula, versions,
+config hashes, plan and summary text).
 """
 
 import math
@@ -12,7 +12,6 @@ import re
 REASON_PREFIX = "crane-formula: "
 MAX_REASON = 200
 STRATEGIES = ("rolling", "all-at-once")
-UNAVAILABLE_RESOURCES = ("down",)
 
 
 # --- drain reasons --------------------------------------------------------------------------
@@ -44,15 +43,56 @@ def failure_reason(base, step, detail=""):
 
 # --- versions --------------------------------------------------------------------------------
 
+# craned's ``Version=`` is CraneSched's VERSION file at build time, not the package version:
+# package 1.1.3 may report ``1.1.3.1``, a dev build ``1.1.2+dev``, a build without VERSION a git
+# hash; RPM reports ``1.1.3-1`` (version-release), dpkg may add an epoch (``1:1.1.3``).
+_RELEASE = re.compile(r"^(?:\d+:)?(\d+\.\d+(?:\.\d+)?)(?=$|[^0-9])")
+
+
+def release(version):
+    """The ``X.Y.Z`` (or ``X.Y``) a version string stands for, or None (a git hash)."""
+    found = _RELEASE.match(str(version or "").strip())
+    return found.group(1) if found else None
+
+
+def same_release(current, target):
+    """True when ``current`` (package or craned version) is the release ``target`` names."""
+    have, want = release(current), release(target)
+    if have is None or want is None:
+        return str(current or "") == str(target or "") != ""
+    return have == want
+
 
 def version_key(version):
     """Sort key for version strings: numeric parts compare as numbers (1.1.10 > 1.1.9)."""
-    parts = re.split(r"[.+~-]", str(version or ""))
+    parts = re.split(r"[.+~-]", str(release(version) or version or ""))
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
 
 
 def is_downgrade(current, target):
-    return bool(current) and version_key(target) < version_key(current)
+    """True when ``target`` is an older release than ``current``; a version without an
+    ``X.Y.Z`` (a git hash) cannot be compared and is never called a downgrade."""
+    if release(current) is None or release(target) is None:
+        return False
+    return version_key(target) < version_key(current)
+
+
+# --- config hashes ---------------------------------------------------------------------------
+
+
+def odd_hashes(hashes, prefer=None):
+    """``(expected, differs)``: the config.yaml hash most nodes have (``prefer``'s on a tie)
+    and the sorted minions whose hash is another one. One hand-edited file, wherever it is,
+    names that one node, not every other."""
+    counts = {}
+    for value in hashes.values():
+        counts[value] = counts.get(value, 0) + 1
+    if not counts:
+        return None, []
+    top = max(counts.values())
+    leaders = [h for h, c in counts.items() if c == top]
+    expected = hashes.get(prefer) if hashes.get(prefer) in leaders else sorted(leaders, key=str)[0]
+    return expected, sorted(m for m, h in hashes.items() if h != expected)
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -103,32 +143,41 @@ def build_plan(
     batch=1,
     canary=1,
     allow_down=(),
+    done=None,
 ):
     """What a run will do, from the cluster's current state.
 
-    ``compute`` maps each compute node to ``{"version", "down", "reason"}`` (running craned
-    version, unavailable flag, drain reason or ""); ``login`` maps login minions to their
-    installed version. Nodes at the target version and allowed-down nodes are skipped.
+    ``compute`` maps each compute node to ``{"version", "down", "reason"}`` (installed or
+    running craned version, unavailable flag, drain reason or ""); ``login`` maps login
+    minions to their installed version. Nodes at the target version, allowed-down nodes and
+    the nodes in ``done`` (``{node or minion: why}``, what an unfinished earlier run of the
+    same command did) are skipped.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}: {strategy!r}")
-    allow_down = set(allow_down or ())
+    allow_down, done = set(allow_down or ()), dict(done or {})
     skipped, todo = {}, []
     for node in sorted(compute, key=natural_key):
         info = compute[node]
         if info.get("down") and node in allow_down:
             skipped[node] = "down, allowed by allow_down: not touched"
-        elif action == "upgrade" and info.get("version") == version:
+        elif action == "upgrade" and same_release(info.get("version"), version):
             skipped[node] = f"already at {version}"
+        elif node in done:
+            skipped[node] = done[node]
         else:
             todo.append(node)
-    control_todo = action == "restart" or control_version != version
+    if action == "upgrade":
+        control_todo = not same_release(control_version, version)
+    else:
+        control_todo = control not in done
     login = login or {}
     if action == "upgrade":
-        login_todo = sorted(m for m, v in login.items() if v != version)
+        login_todo = sorted(m for m, v in login.items() if not same_release(v, version))
         skipped.update({m: f"already at {version}" for m in login if m not in login_todo})
     else:
-        login_todo = sorted(login)
+        login_todo = sorted(m for m in login if m not in done)
+        skipped.update({m: done[m] for m in login if m in done})
     if strategy == "all-at-once":
         batches = [todo] if todo else []
     else:
@@ -172,7 +221,8 @@ def render_plan(plan):
             "wait for cinfo and the nodes, restore manual drains"
         )
     else:
-        lines.append(f"  1. control {control['minion']}: skipped (already at {plan['version']})")
+        why = f"already at {plan['version']}" if plan["action"] == "upgrade" else "done"
+        lines.append(f"  1. control {control['minion']}: skipped ({why})")
     if plan["login"]:
         lines.append(f"  2. login: {', '.join(plan['login'])}")
     for index, nodes in enumerate(plan["batches"], 1):
@@ -210,11 +260,17 @@ def summary(report):
         lines += [f"skipped: {n}: {why}" for n, why in report["skipped"].items()]
     if report.get("not_reached"):
         lines.append(f"not reached (untouched): {', '.join(report['not_reached'])}")
-    for node, reason in (report.get("drains_lost") or {}).items():
+    for node, why in (report.get("not_drained") or {}).items():
+        lines.append(f"not drained: {node}: {why}")
+    for node, reason in (report.get("drains_pending") or {}).items():
         lines.append(
-            f"drain not restored: {node} was down when cranectld came back (CraneSched refuses "
-            f"to drain a down node): drain it again with reason '{reason}' if it should stay so"
+            f"drain pending: {node} is down (CraneSched refuses to drain a DOWN node); the drain "
+            f"record keeps '{reason}' and crane.drains_restore drains it again once it is up"
         )
+    if report.get("drains_error"):
+        lines.append(f"drains NOT restored: {report['drains_error']}")
+    if report.get("cranectld"):
+        lines.append(f"cranectld: {report['cranectld']}")
     lines += next_steps(report)
     return "\n".join(lines)
 
@@ -224,8 +280,9 @@ def next_steps(report):
     version, pillar = plan["version"], report.get("pillar_version")
     if not report["ok"]:
         steps.append(
-            "next: fix the cause above; nodes that failed stay drained with a reason starting "
-            f"'{REASON_PREFIX}'. Run the same command again: nodes already done are skipped."
+            "next: fix the cause above; nodes that failed stay drained (a reason starting "
+            f"'{REASON_PREFIX}', or the admin's own) unless listed as not drained above. Run "
+            "the same command again: nodes already done are skipped."
         )
     if plan["action"] == "upgrade" and pillar is not None and str(pillar) != str(version):
         steps.append(
@@ -233,55 +290,3 @@ def next_steps(report):
             f"`state.apply crane` pins '{pillar or 'unset'}' and would change the packages back."
         )
     return steps
-
-
-# --- availability figures --------------------------------------------------------------------
-
-
-def unavailable_nodes(nodes, ignore=()):
-    """Names of nodes that cannot take jobs: down or drained (``nodes`` as crane.nodes)."""
-    return sorted(
-        name
-        for name, state in nodes.items()
-        if name not in ignore
-        and (state.get("resource") in UNAVAILABLE_RESOURCES or state.get("control") == "drain")
-    )
-
-
-def availability(samples, ignore=()):
-    """Figures of a run from cinfo samples ``[(seconds, nodes or None), ...]`` in time order.
-
-    ``nodes`` is ``{node: {"resource", "control"}}`` (crane.nodes) or None when cinfo did not
-    answer. Returns ``total`` (first to last sample), ``max_unavailable`` (most nodes at once),
-    ``longest_node`` ({"node", "seconds"}), ``per_node`` seconds and ``control_gaps`` (list of
-    seconds cinfo did not answer). A node counts as unavailable from the sample it is first
-    seen down or drained until the next sample it is seen available.
-    """
-    per_node, since, gaps = {}, {}, []
-    max_unavailable, gap_start = 0, None
-    for when, nodes in samples:
-        if nodes is None:
-            gap_start = when if gap_start is None else gap_start
-            continue
-        if gap_start is not None:
-            gaps.append(when - gap_start)
-            gap_start = None
-        down = set(unavailable_nodes(nodes, ignore))
-        max_unavailable = max(max_unavailable, len(down))
-        for node in down:
-            since.setdefault(node, when)
-        for node in [n for n in since if n not in down]:
-            per_node[node] = max(per_node.get(node, 0.0), when - since.pop(node))
-    end = samples[-1][0] if samples else 0.0
-    for node, start in since.items():
-        per_node[node] = max(per_node.get(node, 0.0), end - start)
-    if gap_start is not None:
-        gaps.append(end - gap_start)
-    longest = max(per_node.items(), key=lambda i: i[1], default=(None, 0.0))
-    return {
-        "total": end - samples[0][0] if samples else 0.0,
-        "max_unavailable": max_unavailable,
-        "longest_node": {"node": longest[0], "seconds": longest[1]},
-        "per_node": per_node,
-        "control_gaps": gaps,
-    }

@@ -13,8 +13,9 @@ import threading
 import time
 
 import crane_hostlist
-import crane_upgrade
 import pytest
+
+from bench.availability import availability
 
 from . import pillar
 from .conftest import require_cluster_environment
@@ -181,7 +182,7 @@ def measure_availability(cluster: Cluster, run, ignore=()):
         result = run()
     finally:
         samples = sampler.stop()
-    return result, crane_upgrade.availability(samples, ignore=ignore), samples
+    return result, availability(samples, ignore=ignore), samples
 
 
 def drains(cluster: Cluster) -> dict:
@@ -293,7 +294,7 @@ def test_rolling_upgrade_keeps_the_cluster_serving(ucluster):
     start, end = window(report, "control")
     assert all(start <= t <= end for t, nodes in samples if nodes is None)  # only while restarting
     rest = outside(samples, start, end + 3)  # craned re-registers right after cranectld is back
-    assert crane_upgrade.availability(rest, ignore=["cn02"])["max_unavailable"] <= 2
+    assert availability(rest, ignore=["cn02"])["max_unavailable"] <= 2
     assert figures["max_unavailable"] >= 1
     ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
     set_pillar_version(ucluster, "1.1.3")
@@ -304,10 +305,11 @@ def test_canary_failure_stops_the_run_and_a_rerun_completes(ucluster):
     code, report, _ = salt_run(ucluster, "crane.upgrade", "version=1.1.4", "batch=2")
     assert code != 0
     assert report["failed"].keys() == {"cn01"}
+    assert report["failed"]["cn01"].startswith("state.apply crane:")
+    assert "csupervisor" in report["failed"]["cn01"]
     assert report["not_reached"] == ["cn02", "cn03", "cn04"]
-    reason = drains(ucluster)["cn01"]
-    assert reason.startswith("crane-formula: upgrade to 1.1.4 failed at state.apply crane")
-    assert "csupervisor" in reason
+    # drained before craned was stopped; CraneSched keeps a DOWN node's reason as it was
+    assert drains(ucluster)["cn01"].startswith("crane-formula: upgrade to 1.1.4")
     details = show_nodes(ucluster)
     for node in ("cn02", "cn03", "cn04"):
         assert details[node]["version"] == "1.1.3"
@@ -365,6 +367,135 @@ def test_rolling_restart_orchestration(ucluster):
     assert drains(ucluster) == {}
 
 
+def test_failure_on_an_admin_drained_node_keeps_the_admins_drain(ucluster):
+    """A run failing on a node an admin drained keeps the admin's reason, and the re-run does
+    not resume the admin's drain as its own."""
+    publish(ucluster, ["1.1.6", "1.1.8"], broken=["1.1.7"])
+    ucluster.sh(
+        CONTROL, 'ccontrol update nodename=cn03 state=drain reason="fan broken"', check=True
+    )
+    code, report, _ = salt_run(
+        ucluster, "crane.upgrade", "version=1.1.7", "batch=4", "canary=0", "register_timeout=30"
+    )
+    assert code != 0
+    assert report["failed"].keys() == set(COMPUTE)
+    assert report["failed"]["cn03"].endswith("(keeps the admin's drain and reason)")
+    left = drains(ucluster)
+    assert left.pop("cn03") == "fan broken"
+    assert all(r.startswith("crane-formula: upgrade to 1.1.7") for r in left.values())
+    code, report, err = salt_run(ucluster, "crane.upgrade", "version=1.1.8", "batch=4", "canary=0")
+    assert code == 0, err
+    assert set(versions(ucluster).values()) == {"1.1.8"}
+    assert drains(ucluster) == {"cn03": "fan broken"}
+    ucluster.sh(CONTROL, 'ccontrol update nodename=cn03 state=resume reason=""', check=True)
+    set_pillar_version(ucluster, "1.1.8")
+
+
+def test_failed_backup_starts_cranectld_again_and_restores_drains(ucluster):
+    ucluster.sh(
+        CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk replacement"', check=True
+    )
+    ucluster.sh(CONTROL, "mv /var/crane/backup /var/crane/backup.saved && touch /var/crane/backup")
+    try:
+        code, report, _ = salt_run(ucluster, "crane.restart", "batch=2")
+    finally:
+        ucluster.sh(
+            CONTROL, "rm -f /var/crane/backup && mv /var/crane/backup.saved /var/crane/backup"
+        )
+    assert code != 0
+    assert ucluster.sh(CONTROL, "systemctl is-active cranectld").stdout.strip() == "active"
+    assert report["failed"]["cranectl"].startswith("backup of cranectld's DB failed:")
+    assert "Traceback" not in report["Error"]
+    assert "cranectld: started again after the failure" in report["summary"]
+    assert report["not_reached"] == list(COMPUTE)
+    assert drains(ucluster) == {"cn02": "disk replacement"}
+    ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
+
+
+def test_node_lost_during_the_control_step_is_named_and_drains_restored(ucluster):
+    """craned stops on cn04 while cranectld restarts: the run names cn04 (DOWN: CraneSched
+    cannot drain it), restores the admin's drain and exits non-zero."""
+    ucluster.sh(
+        CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk replacement"', check=True
+    )
+    halt = threading.Event()
+
+    def stop_craned_when_cranectld_stops():
+        while not halt.is_set():
+            if ucluster.sh(CONTROL, "systemctl is-active cranectld").returncode != 0:
+                ucluster.sh("cn04", "systemctl stop craned")
+                return
+            halt.wait(0.3)
+
+    watcher = threading.Thread(target=stop_craned_when_cranectld_stops, daemon=True)
+    watcher.start()
+    try:
+        code, report, _ = salt_run(ucluster, "crane.restart", "batch=2", "register_timeout=20")
+    finally:
+        halt.set()
+        watcher.join()
+        ucluster.sh("cn04", "systemctl start craned", check=True)
+    assert code != 0
+    assert "did not register again" in report["failed"]["cn04"]
+    assert report["not_drained"] == {"cn04": "down: CraneSched refuses to drain a DOWN node"}
+    assert "not drained: cn04" in report["summary"]
+    assert drains(ucluster) == {"cn02": "disk replacement"}
+    ucluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
+
+
+def test_dead_minion_mid_run_ends_the_run_and_is_named(ucluster):
+    """cn03's minion stops while the run is on cn02: the run stops at cn03 within the
+    documented bound, cn03 keeps running craned and is drained with why."""
+    halt = threading.Event()
+
+    def stop_minion_when_cn02_is_drained():
+        while not halt.is_set():
+            if "cn02" in drains(ucluster):
+                ucluster.sh("cn03", "systemctl stop salt-minion")
+                return
+            halt.wait(0.3)
+
+    watcher = threading.Thread(target=stop_minion_when_cn02_is_drained, daemon=True)
+    watcher.start()
+    try:
+        began = time.monotonic()
+        code, report, _ = salt_run(ucluster, "crane.restart", "batch=1", "canary=0")
+        took = time.monotonic() - began
+    finally:
+        halt.set()
+        watcher.join()
+        ucluster.sh("cn03", "systemctl start salt-minion", check=True)
+        ucluster.wait_for_minions(["cn03"])
+    assert code != 0
+    assert report["failed"].keys() == {"cn03"}
+    assert report["failed"]["cn03"].startswith("stop craned: no answer")
+    assert drains(ucluster)["cn03"].startswith("crane-formula: rolling restart failed at stop")
+    print(f"restart with a minion dying mid-run: {took:.1f}s")
+    code, report, err = salt_run(ucluster, "crane.restart", "batch=1", "canary=0")
+    assert code == 0, err
+    assert drains(ucluster) == {}
+
+
+def test_second_run_refuses_while_one_runs(ucluster):
+    ucluster.sh(CONTROL, "cranesim-job --node cn01 --seconds 40", check=True)
+    first = subprocess.Popen(
+        [sys.executable, str(ucluster.venv / "bin" / "salt-run"), "-c", str(ucluster.master_dir),
+         "--out=json", "crane.restart", "drain_timeout=120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while "cn01" not in drains(ucluster) and time.monotonic() < deadline:
+            time.sleep(0.5)  # the first run waits for cn01's job now
+        code, report, _ = salt_run(ucluster, "crane.restart")
+        assert code != 0
+        assert report["Error"].startswith("another crane.restart is in progress (pid")
+    finally:
+        out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err
+    assert json.loads(out)["ok"] is True
+
+
 def test_busy_node_stops_the_run_or_is_skipped(ucluster):
     ucluster.sh(CONTROL, "cranesim-job --node cn02 --seconds 240", check=True)
     code, report, _ = salt_run(ucluster, "crane.restart", "batch=2", "drain_timeout=5")
@@ -378,7 +509,11 @@ def test_busy_node_stops_the_run_or_is_skipped(ucluster):
         ucluster, "crane.restart", "batch=2", "drain_timeout=5", "skip_busy=True"
     )
     assert code == 0, err
-    assert report["skipped"] == {"cn02": "jobs still running after 5s"}
+    assert report["skipped"].pop("cn02") == "jobs still running after 5s"
+    # the failed run restarted cranectld, login01 and cn01: its record makes the re-run skip them
+    assert not report["plan"]["control"]["todo"]
+    assert sorted(report["skipped"]) == ["cn01", "login01"]
+    assert all(why.startswith("done by the unfinished run") for why in report["skipped"].values())
     assert drains(ucluster) == {}
     assert [j["status"] for j in jobs(ucluster).values() if j["node"] == "cn02"][-1] == "Running"
 

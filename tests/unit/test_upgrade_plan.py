@@ -3,6 +3,8 @@
 import crane_upgrade as cu
 import pytest
 
+from bench.availability import availability
+
 
 def compute(*names, version="1.1.2", **overrides):
     nodes = {n: {"version": version, "down": False, "reason": ""} for n in names}
@@ -212,7 +214,7 @@ def test_availability_figures():
         (6.0, {"a": n(), "b": n(), "c": n(control="drain")}),
         (7.0, {"a": n(), "b": n(), "c": n(control="drain")}),
     ]
-    figures = cu.availability(samples)
+    figures = availability(samples)
     assert figures["total"] == 7.0
     assert figures["max_unavailable"] == 2
     assert figures["longest_node"] == {"node": "a", "seconds": 5.0}
@@ -225,10 +227,10 @@ def test_availability_ignores_admin_drained_nodes():
         (0.0, {"a": n(control="drain"), "b": n()}),
         (1.0, {"a": n(control="drain"), "b": n("down")}),
     ]
-    figures = cu.availability(samples, ignore=["a"])
+    figures = availability(samples, ignore=["a"])
     assert figures["max_unavailable"] == 1
     assert figures["per_node"] == {"b": 0.0}
-    assert cu.availability([])["total"] == 0.0
+    assert availability([])["total"] == 0.0
 
 
 def test_dry_run_summary_says_nothing_changed():
@@ -237,7 +239,76 @@ def test_dry_run_summary_says_nothing_changed():
     )
 
 
-def test_summary_names_drains_cranectld_lost():
-    text = cu.summary(summary_report(drains_lost={"cn04": "bad fan"}))
-    assert "drain not restored: cn04 was down" in text
-    assert "reason 'bad fan'" in text
+def test_summary_names_pending_drains_and_undrained_nodes():
+    text = cu.summary(
+        summary_report(
+            ok=False, drains_pending={"cn04": "bad fan"},
+            not_drained={"cn01": "down: CraneSched refuses to drain a DOWN node"},
+            cranectld="started again after the failure",
+        )
+    )  # fmt: skip
+    assert "drain pending: cn04 is down" in text
+    assert "keeps 'bad fan'" in text
+    assert "not drained: cn01: down: CraneSched refuses to drain a DOWN node" in text
+    assert "cranectld: started again after the failure" in text
+
+
+@pytest.mark.parametrize(
+    ("version", "release"),
+    [("1.1.3", "1.1.3"), ("1.1.3.1", "1.1.3"), ("1.1.2+dev", "1.1.2"), ("1.1.3-1", "1.1.3"),
+     ("1:1.1.3-2.el9", "1.1.3"), ("a1b2c3d", None), ("", None), (None, None), ("1.1", "1.1"),
+     ("1.1.30", "1.1.30")],
+)  # fmt: skip
+def test_release_of_package_and_craned_versions(version, release):
+    assert cu.release(version) == release
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "same"),
+    [("1.1.3.1", "1.1.3", True), ("1.1.3-1", "1.1.3", True), ("1.1.2+dev", "1.1.3", False),
+     ("1.1.2+dev", "1.1.2", True), ("a1b2c3d", "1.1.3", False), ("1.1.30", "1.1.3", False),
+     (None, "1.1.3", False)],
+)  # fmt: skip
+def test_same_release_compares_the_x_y_z(current, target, same):
+    assert cu.same_release(current, target) is same
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "down"),
+    [("1.1.3.1", "1.1.3", False), ("1.1.3-1", "1.1.2", True), ("1.1.2+dev", "1.1.2", False),
+     ("1.1.2+dev", "1.1.1", True), ("a1b2c3d", "1.1.1", False), ("1.1.3", "a1b2c3d", False)],
+)  # fmt: skip
+def test_downgrade_detection_on_reported_versions(current, target, down):
+    assert cu.is_downgrade(current, target) is down
+
+
+def test_plan_takes_a_node_reporting_a_build_suffix_as_done():
+    nodes = compute(
+        "cn01", "cn02", "cn03", cn01={"version": "1.1.3.1"}, cn02={"version": "1.1.3-1"}
+    )
+    result = plan(nodes)
+    assert result["batches"] == [["cn03"]]
+    assert result["skipped"]["cn01"] == "already at 1.1.3"
+
+
+def test_restart_plan_skips_what_an_unfinished_run_did():
+    done = {"cranectl": "done by the unfinished run", "cn01": "done by the unfinished run"}
+    result = cu.build_plan(
+        "restart", None, "rolling", "cranectl", "1.1.2", compute=compute("cn01", "cn02"),
+        login={"login01": "1.1.2"}, done=done,
+    )  # fmt: skip
+    assert result["control"]["todo"] is False
+    assert result["batches"] == [["cn02"]]
+    assert result["login"] == ["login01"]
+    assert result["skipped"]["cn01"] == "done by the unfinished run"
+
+
+@pytest.mark.parametrize(
+    ("hashes", "expected", "differs"),
+    [({"ctl": "b", "cn01": "a", "cn02": "a"}, "a", ["ctl"]),  # hand-edited on the control node
+     ({"ctl": "a", "cn01": "a", "cn02": "b"}, "a", ["cn02"]),
+     ({"ctl": "a", "cn01": "b"}, "a", ["cn01"]),  # a tie: the control node's
+     ({"ctl": "a"}, "a", []), ({}, None, [])],
+)  # fmt: skip
+def test_odd_hashes_name_the_odd_one_out(hashes, expected, differs):
+    assert cu.odd_hashes(hashes, prefer="ctl") == (expected, differs)
