@@ -7,6 +7,7 @@ import tracemalloc
 
 import crane_cinfo
 import crane_config
+import crane_engine
 import crane_hostlist
 import pytest
 from crane_hostlist import MAX_HOSTS, HostListError, count, expand
@@ -14,8 +15,8 @@ from salt.exceptions import CommandExecutionError
 
 from tests.support.caller import example_pillar
 from tests.support.dunder import load
+from tests.support.fake_cluster import FakeCluster
 from tests.unit.test_module_crane import CINFO_JSON
-from tests.unit.test_upgrade_runner import answers_for, fake_cluster, runner  # noqa: F401
 
 TYPO = "cn[1-99999999]"
 
@@ -120,13 +121,14 @@ def test_health_allow_down_goes_through_the_bound(monkeypatch):
         crane.health(allow_down=TYPO)
 
 
-def test_runner_allow_down_fails_naming_the_expression(runner, monkeypatch):  # noqa: F811
-    calls = []
-    fake_cluster(runner, monkeypatch, calls, answers_for())
-    report = runner.upgrade("1.1.3", allow_down=TYPO)
+def test_engine_allow_down_fails_naming_the_expression(tmp_path):
+    cluster = FakeCluster(tmp_path / "state")
+    report = crane_engine.run(cluster, "upgrade", "1.1.3", {"allow_down": TYPO})
     assert report["retcode"] == 1
-    assert report["Error"].startswith("allow_down: invalid host list 'cn[1-99999999]'")
-    assert not [c for c in calls if c[1] in ("state.apply", "service.stop", "crane.drain")]
+    assert report["Error"].startswith(f"allow_down={TYPO!r} is not a host list")
+    assert "expands to 99999999 hosts" in report["Error"]
+    changing = ("state.apply", "service.stop", "crane.drain")
+    assert not [c for c in cluster.log if c[0] in changing]
 
 
 def test_a_typo_in_nodes_is_a_validation_error_naming_the_group():

@@ -79,7 +79,7 @@ def test_environment_wins_over_the_knobs_file(sim, tmp_path):
     env = sim.env(CRANESIM_KNOBS_FILE=str(knobs), CRANESIM_CTLD_EXIT_AFTER="")
     db = sim.write("database.yaml", sim.database)
     sim.spawn("cranectld", ["-C", str(sim.ctld_config_path()), "-D", str(db)], env, "ctld.out")
-    assert wait_for(lambda: sim.run("cinfo").returncode == 0)
+    assert wait_for(lambda: sim.run("cinfo").returncode == 0, timeout=60)
 
 
 # --------------------------------------------------------------------------- Go typed fields
@@ -151,12 +151,12 @@ def test_partition_order_does_not_follow_the_config(sim):
     sim.config["Partitions"] = [{"name": n, "nodes": "cn[01-03]"} for n in names]
     sim.config["DefaultPartition"] = "alpha"
     ctld = sim.start_ctld()
-    assert wait_for(lambda: sim.run("cinfo").returncode == 0)
+    assert wait_for(lambda: sim.run("cinfo").returncode == 0, timeout=60)
     first = _partition_order(sim)
     sim.stop(ctld)
     sim.config["Partitions"].reverse()
     sim.start_ctld()
-    assert wait_for(lambda: sim.run("cinfo").returncode == 0)
+    assert wait_for(lambda: sim.run("cinfo").returncode == 0, timeout=60)
     assert _partition_order(sim) == first
     assert sorted(first) == sorted(["alpha*", "beta", "gamma", "delta"])
 
