@@ -89,7 +89,11 @@ def test_daemon_refusing_to_start_shows_cranesched_reason(deployed):
     cluster.rebuild_repo(broken=(BROKEN_VERSION,))
     try:
         cluster.write_pillar(
-            *formula.with_config(cluster, lambda c: c.update(versions={"craned": BROKEN_VERSION}))
+            *formula.with_config(
+                cluster,
+                # a new version under a running craned is refused without the switch
+                lambda c: c.update(versions={"craned": BROKEN_VERSION}, restart_on_version=True),
+            )
         )
         result = formula.apply(cluster, node)
         failed = formula.failures(result).get(node, {})
