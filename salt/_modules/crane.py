@@ -697,3 +697,75 @@ def daemon_report(unit, log_file=None, lines=15):
         "journal": journal["stdout"].strip(),
         "log": _tail(log_file, lines) if log_file else "",
     }
+
+
+# --- node prerequisites --------------------------------------------------------------------
+
+
+def cgroup_check(node=None, root="/sys/fs/cgroup"):
+    """
+    Whether craned on this node finds the cgroup controllers it needs: the cgroup mode
+    (``v2``, ``v1``, ``hybrid``, which CraneSched refuses, or ``none``), controllers the kernel
+    lacks and v2 controllers not enabled in the root's ``cgroup.subtree_control``.
+    Returns ``{'valid', 'node', 'mode', 'unavailable', 'disabled', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:compute' crane.cgroup_check
+    """
+    node = node or __grains__.get("host")
+    report = __utils__["crane_prereq.cgroup_problems"](node, root=root)
+    if report["errors"]:
+        __context__["retcode"] = 1
+    return {"valid": not report["errors"], "node": node, **report}
+
+
+def _resolve(name):
+    try:
+        return socket.getaddrinfo(name, None)[0][4][0]
+    except (socket.gaierror, UnicodeError):
+        return None
+
+
+def names_check(node=None, config=None, login_nodes=None):
+    """
+    Whether this node resolves every name CraneSched connects to (each host of ``Nodes``,
+    ``ControlMachine``, the login hosts running cfored) and, on a compute node, whether
+    ``gethostname()`` equals its ``Nodes`` entry (craned looks itself up by it).
+    Returns ``{'valid', 'node', 'names', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.names_check
+    """
+    node = node or __grains__.get("host")
+    config = _config(config)
+    if login_nodes is None:
+        login_nodes = _pillar_settings().get("login_nodes") or []
+    compute = __utils__["crane_config.compute_hosts"](config)
+    names = __utils__["crane_prereq.required_names"](
+        compute, config.get("ControlMachine"), login_nodes
+    )
+    errors = __utils__["crane_prereq.name_problems"](
+        node, socket.gethostname(), names, _resolve, compute_hosts=compute
+    )
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "names": names, "errors": errors}
+
+
+def cgroup_mode(root="/sys/fs/cgroup"):
+    """
+    This node's cgroup mode as CraneSched sees it: ``v2``, ``v1``, ``hybrid`` or ``none``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.cgroup_mode
+    """
+    return __utils__["crane_prereq.cgroup_mode"](root)

@@ -293,3 +293,51 @@ def node_resumed(name):
     }
     ret["comment"] = f"Resumed {', '.join(drained)}"
     return ret
+
+
+def cgroup_ready(name, root="/sys/fs/cgroup", enabled_by=None):
+    """
+    Fail when craned on this node would not find its cgroup controllers (hybrid cgroup tree,
+    a v1 hierarchy or v2 controller missing). Put it before craned is (re)started: on failure
+    the running craned is left alone.
+
+    name
+        The node name (its entry in Nodes).
+    enabled_by
+        The unit that enables the v2 controllers: with ``test=True`` controllers it would
+        still enable are a planned change, not a failure.
+    """
+    report = __salt__["crane.cgroup_check"](node=name, root=root)
+    if report["valid"]:
+        return _ret(
+            name, True, f"{name} has the cgroup ({report['mode']}) controllers craned needs"
+        )
+    only_disabled = report["mode"] == "v2" and not report["unavailable"]
+    if __opts__["test"] and enabled_by and only_disabled:
+        return _ret(
+            name,
+            None,
+            f"{enabled_by} would enable {', '.join(report['disabled'])} on {name}",
+        )
+    comment = (
+        f"craned on {name} would not start; craned is left as it is:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)
+
+
+def names_resolve(name, config=None, login_nodes=None):
+    """
+    Fail when this node cannot resolve a name CraneSched connects to, or when its
+    ``gethostname()`` is not its ``Nodes`` entry. Put it before any daemon is restarted.
+
+    name
+        The node name (its host name).
+    """
+    report = __salt__["crane.names_check"](node=name, config=config, login_nodes=login_nodes)
+    if report["valid"]:
+        return _ret(name, True, f"{name} resolves {len(report['names'])} CraneSched host name(s)")
+    comment = (
+        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted:\n"
+        f"{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)

@@ -11,9 +11,10 @@ import crane_cinfo
 import crane_config
 import crane_gres
 import crane_hostlist
+import crane_prereq
 
 SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
-UTIL_MODULES = (crane_cinfo, crane_config, crane_gres, crane_hostlist)
+UTIL_MODULES = (crane_cinfo, crane_config, crane_gres, crane_hostlist, crane_prereq)
 
 
 def real_utils():

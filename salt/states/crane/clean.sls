@@ -4,6 +4,8 @@ include:
   - .package.clean
   - .firewall.clean
   - .gres.clean
+  - .cgroup.clean
+  - .names.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

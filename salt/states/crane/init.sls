@@ -6,6 +6,8 @@
 include:
   - .validate
   - .package
+  - .names
+  - .cgroup
   - .config
   - .gres
   - .service

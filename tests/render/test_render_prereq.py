@@ -1,0 +1,110 @@
+"""Render tests of the node prerequisites: the cgroup controllers (unit, bpffs, gate) and the
+name-resolution gate, for the RedHat and Debian families."""
+
+import pytest
+
+from tests.render.test_render import ROLE_HOSTS, args, pillar_for, render, requires
+from tests.support.caller import node_grains
+
+FAMILIES = ("rocky9", "debian12")
+CONFIG_FILE = {"file": "crane-config-file-config-file-managed"}
+CGROUP_IDS = (
+    "crane-cgroup-controllers-unit-file-managed",
+    "crane-cgroup-controllers-dropin-file-managed",
+    "crane-cgroup-controllers-service-running",
+    "crane-cgroup-ready",
+)
+
+
+def fake_v2_root(path, enabled=""):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cgroup.controllers").write_text("cpuset cpu io memory hugetlb pids\n")
+    (path / "cgroup.subtree_control").write_text(enabled)
+    return path
+
+
+def render_with(minion, os_name, role, **cgroup):
+    pillar = pillar_for("repo", control=role == "control")
+    pillar["crane"]["cgroup"] = cgroup
+    grains = node_grains(os_name, ROLE_HOSTS[role])
+    return minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+def test_compute_gets_the_controller_unit_and_the_gate_before_config(minion, os_name):
+    states = render(minion, os_name, "compute")
+    for sid in CGROUP_IDS:
+        assert sid in states, sid
+    # show_sls keeps require_in on the gate; the compiler turns it into config.yaml's require
+    assert args(states["crane-cgroup-ready"])["require_in"] == [CONFIG_FILE]
+    assert "crane-cgroup-controllers-service-running" in requires(states["crane-cgroup-ready"])
+    gate = args(states["crane-cgroup-ready"])
+    assert gate["name"] == "cn03"
+    assert gate["enabled_by"] == "crane-cgroup-controllers"
+    unit = args(states["crane-cgroup-controllers-unit-file-managed"])
+    assert unit["name"] == "/etc/systemd/system/crane-cgroup-controllers.service"
+    assert unit["context"]["controllers"] == ["cpu", "memory", "io", "cpuset", "pids"]
+    dropin = args(states["crane-cgroup-controllers-dropin-file-managed"])
+    assert "After=crane-cgroup-controllers.service" in dropin["contents"]
+    assert "Wants=crane-cgroup-controllers.service" in dropin["contents"]
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+@pytest.mark.parametrize("role", ["control", "login"])
+def test_no_cgroup_states_without_craned(minion, os_name, role):
+    states = render(minion, os_name, role)
+    assert not [sid for sid in states if sid.startswith("crane-cgroup")]
+
+
+def test_switches_turn_the_unit_and_the_gate_off(minion):
+    states = render_with(minion, "debian12", "compute", enable_controllers=False)
+    assert "crane-cgroup-ready" in states
+    assert "crane-cgroup-controllers-service-running" not in states
+    assert "enabled_by" not in args(states["crane-cgroup-ready"])
+    states = render_with(minion, "debian12", "compute", manage=False)
+    assert not [sid for sid in states if sid.startswith("crane-cgroup")]
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+def test_bpffs_only_for_a_gres_node_on_cgroup_v2(minion, os_name, tmp_path):
+    root = str(fake_v2_root(tmp_path / "cg"))
+    gpu = render_with(minion, os_name, "compute", root=root)  # cn03 has gres
+    mount = args(gpu["crane-cgroup-bpffs-mount-mounted"])
+    assert (mount["name"], mount["fstype"], mount["persist"]) == ("/sys/fs/bpf", "bpf", True)
+    assert args(gpu["crane-cgroup-ready"])["root"] == root
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["cgroup"] = {"root": root}
+    cpu = minion.call("state.show_sls", "crane", grains=node_grains(os_name, "cn01"), pillar=pillar)
+    assert "crane-cgroup-ready" in cpu
+    assert "crane-cgroup-bpffs-mount-mounted" not in cpu
+    v1 = render_with(minion, os_name, "compute", root=str(tmp_path / "none"))
+    assert "crane-cgroup-bpffs-mount-mounted" not in v1
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+@pytest.mark.parametrize("role", ["control", "compute", "login"])
+def test_every_role_checks_names_before_config(minion, os_name, role):
+    states = render(minion, os_name, role)
+    gate = args(states["crane-names-resolve"])
+    assert gate["name"] == ROLE_HOSTS[role]
+    assert gate["login_nodes"] == ["login01"]
+    assert gate["require_in"] == [CONFIG_FILE]
+    assert gate["require"] == [{"crane": "crane-validate-config"}]
+
+
+def test_names_switch_off(minion):
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["names"] = {"check": False}
+    grains = node_grains("rocky9", ROLE_HOSTS["compute"])
+    states = minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+    assert "crane-names-resolve" not in states
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+def test_clean_removes_the_controller_unit(minion, os_name):
+    grains = node_grains(os_name, ROLE_HOSTS["compute"])
+    pillar = pillar_for("repo", control=False)
+    states = minion.call("state.show_sls", "crane.clean", grains=grains, pillar=pillar)
+    unit = args(states["crane-cgroup-clean-controllers-unit-file-absent"])
+    assert unit["name"] == "/etc/systemd/system/crane-cgroup-controllers.service"
+    assert "crane-cgroup-clean-controllers-dropin-file-absent" in states

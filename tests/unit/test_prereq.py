@@ -1,0 +1,171 @@
+"""Node prerequisites: cgroup mode and controllers as craned needs them, and the names every
+node must resolve; the execution module's checks and the gates built on them."""
+
+import crane_prereq
+import pytest
+
+from tests.support.dunder import load
+
+CONFIG = {
+    "ControlMachine": "cranectl",
+    "Nodes": [{"name": "cn[01-02]", "cpu": 2, "memory": "2G"}, {"name": "cn03", "cpu": 2}],
+}
+
+
+def v2_root(path, offered="cpuset cpu io memory hugetlb pids rdma", enabled=""):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "cgroup.controllers").write_text(offered + "\n")
+    (path / "cgroup.subtree_control").write_text(enabled + "\n")
+    return path
+
+
+def v1_root(path, hierarchies=crane_prereq.V1_CONTROLLERS, unified=False):
+    for name in (*hierarchies, "systemd"):
+        (path / name).mkdir(parents=True)
+    if unified:
+        (path / "unified").mkdir()
+        (path / "unified" / "cgroup.controllers").write_text("\n")
+    return path
+
+
+def test_modes_follow_libcgroup(tmp_path):
+    assert crane_prereq.cgroup_mode(str(v2_root(tmp_path / "v2"))) == "v2"
+    assert crane_prereq.cgroup_mode(str(v1_root(tmp_path / "v1"))) == "v1"
+    assert crane_prereq.cgroup_mode(str(v1_root(tmp_path / "hy", unified=True))) == "hybrid"
+    assert crane_prereq.cgroup_mode(str(tmp_path / "absent")) == "none"
+
+
+def test_v2_names_every_disabled_controller(tmp_path):
+    root = str(v2_root(tmp_path, enabled="cpu memory"))
+    report = crane_prereq.cgroup_problems("cn01", root)
+    assert report["mode"] == "v2"
+    assert report["disabled"] == ["io", "cpuset", "pids"]
+    assert report["unavailable"] == []
+    subtree = f"{root}/cgroup.subtree_control"
+    assert report["errors"] == [
+        f"cn01: cgroup v2 controller(s) io, cpuset, pids not enabled in {subtree}"
+    ]
+
+
+def test_v2_with_everything_enabled_passes(tmp_path):
+    root = str(v2_root(tmp_path, enabled="cpuset cpu io memory pids"))
+    assert crane_prereq.cgroup_problems("cn01", root)["errors"] == []
+
+
+def test_v2_controller_the_kernel_lacks_is_not_called_disabled(tmp_path):
+    root = str(v2_root(tmp_path, offered="cpu memory io pids", enabled="cpu memory io pids"))
+    report = crane_prereq.cgroup_problems("cn02", root)
+    assert (report["unavailable"], report["disabled"]) == (["cpuset"], [])
+    assert "offers no cgroup v2 controller cpuset" in report["errors"][0]
+
+
+def test_hybrid_is_an_error_naming_the_node(tmp_path):
+    report = crane_prereq.cgroup_problems("cn03", str(v1_root(tmp_path, unified=True)))
+    assert report["mode"] == "hybrid"
+    assert report["errors"][0].startswith("cn03: ")
+    assert "undefined cgroup version" in report["errors"][0]
+
+
+def test_v1_names_missing_hierarchies(tmp_path):
+    root = str(v1_root(tmp_path, hierarchies=("cpu", "memory", "cpuset")))
+    report = crane_prereq.cgroup_problems("cn01", root)
+    assert report["unavailable"] == ["devices", "blkio"]
+    assert "devices, blkio not mounted" in report["errors"][0]
+
+
+def test_required_names_in_order_each_once():
+    names = crane_prereq.required_names(["cn01", "cn02", "cranectl"], "cranectl", ["login01"])
+    assert names == ["cn01", "cn02", "cranectl", "login01"]
+
+
+def test_name_problems_name_the_unresolved_and_a_wrong_hostname():
+    known = {"cn01": "10.0.0.1", "cranectl": "10.0.0.9"}
+    errors = crane_prereq.name_problems(
+        "cn01", "cn01.example.org", ["cn01", "cn02", "cranectl", "login01"], known.get, ["cn01"]
+    )
+    assert errors[0] == "cn01 cannot resolve cn02, login01"
+    assert "gethostname() returns 'cn01.example.org'" in errors[1]
+    # a login node's host name is not craned's business
+    assert crane_prereq.name_problems("login01", "x", ["cn01"], known.get, ["cn01"]) == []
+
+
+def _module(host="cn01", pillar=None):
+    return load(
+        "_modules",
+        __grains__={"host": host, "nodename": host},
+        __pillar__={"crane": pillar or {"config": CONFIG, "login_nodes": ["login01"]}},
+    )
+
+
+def test_cgroup_check_sets_retcode(tmp_path):
+    module = _module()
+    report = module.cgroup_check(root=str(v2_root(tmp_path, enabled="cpu")))
+    assert report["valid"] is False and report["node"] == "cn01"
+    assert module.__context__["retcode"] == 1
+    module = _module()
+    assert module.cgroup_check(
+        root=str(v2_root(tmp_path / "ok", enabled=" ".join(crane_prereq.V2_CONTROLLERS)))
+    )["valid"]
+    assert "retcode" not in module.__context__
+
+
+def test_names_check_resolves_for_real(monkeypatch):
+    module = _module()
+    table = {"cn01": "10.0.0.1", "cn02": "10.0.0.2", "cranectl": "10.0.0.9"}
+    monkeypatch.setattr(module, "_resolve", table.get)
+    monkeypatch.setattr(module.socket, "gethostname", lambda: "cn01")
+    report = module.names_check()
+    assert report["names"] == ["cn01", "cn02", "cn03", "cranectl", "login01"]
+    assert report["errors"] == ["cn01 cannot resolve cn03, login01"]
+    assert module.__context__["retcode"] == 1
+
+
+def test_resolve_answers_none_for_an_unknown_name():
+    module = _module()
+    assert module._resolve("localhost")
+    assert module._resolve("no-such-host.invalid") is None
+
+
+def _state(module, test=False):
+    return load(
+        "_states",
+        __salt__={
+            "crane.cgroup_check": module.cgroup_check,
+            "crane.names_check": module.names_check,
+        },
+        __opts__={"test": test},
+    )
+
+
+def test_cgroup_gate_fails_naming_controllers_and_plans_under_test(tmp_path):
+    root = str(v2_root(tmp_path, enabled="cpu memory io"))
+    ret = _state(_module()).cgroup_ready("cn01", root=root, enabled_by="crane-cgroup-controllers")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "cpuset, pids not enabled" in ret["comment"]
+    planned = _state(_module(), test=True).cgroup_ready(
+        "cn01", root=root, enabled_by="crane-cgroup-controllers"
+    )
+    assert planned["result"] is None
+    assert planned["comment"] == "crane-cgroup-controllers would enable cpuset, pids on cn01"
+    # without the unit, test=True tells the same failure
+    assert _state(_module(), test=True).cgroup_ready("cn01", root=root)["result"] is False
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_cgroup_gate_hybrid_fails_even_under_test(tmp_path, test):
+    root = str(v1_root(tmp_path, unified=True))
+    ret = _state(_module(), test=test).cgroup_ready("cn01", root=root, enabled_by="unit")
+    assert ret["result"] is False
+    assert "hybrid" in ret["comment"]
+
+
+def test_names_gate(monkeypatch):
+    module = _module()
+    monkeypatch.setattr(module, "_resolve", lambda name: "10.0.0.1" if name != "cn02" else None)
+    monkeypatch.setattr(module.socket, "gethostname", lambda: "cn01")
+    ret = _state(module).names_resolve("cn01")
+    assert ret["result"] is False
+    assert "cn01 cannot resolve cn02" in ret["comment"]
+    monkeypatch.setattr(module, "_resolve", lambda name: "10.0.0.1")
+    ret = _state(module).names_resolve("cn01")
+    assert ret["result"] is True and ret["changes"] == {}
