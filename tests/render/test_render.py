@@ -174,7 +174,11 @@ def test_binaries_method_installs_0755_files_and_units(minion):
     assert craned["mode"] == "0755"
     unit = args(states["crane-package-unit-craned-file-managed"])
     assert unit["name"] == "/etc/systemd/system/craned.service"
-    installed = [tag for tag, s in states.items() if args(s)["fun"] == "pkg.installed"]
+    installed = [
+        tag
+        for tag, s in states.items()
+        if args(s)["fun"] == "pkg.installed" and tag.startswith("crane-package-")
+    ]
     assert installed == ["crane-package-runtime-pkg-installed"]  # libraries, no CraneSched package
 
 

@@ -108,3 +108,43 @@ def test_clean_removes_the_controller_unit(minion, os_name):
     unit = args(states["crane-cgroup-clean-controllers-unit-file-absent"])
     assert unit["name"] == "/etc/systemd/system/crane-cgroup-controllers.service"
     assert "crane-cgroup-clean-controllers-dropin-file-absent" in states
+
+
+@pytest.mark.parametrize(
+    ("os_name", "service"),
+    [
+        ("rocky9", "chronyd"),
+        ("centos7", "chronyd"),
+        ("debian12", "chrony"),
+        ("ubuntu2204", "chrony"),
+    ],
+)
+@pytest.mark.parametrize("role", ["control", "compute", "login"])
+def test_chrony_on_every_role(minion, os_name, service, role):
+    states = render(minion, os_name, role)
+    assert args(states["crane-time-chrony-pkg-installed"])["name"] == "chrony"
+    running = args(states["crane-time-chrony-service-running"])
+    assert (running["name"], running["enable"]) == (service, True)
+    assert requires(states["crane-time-chrony-pkg-installed"]) == ["crane-validate-config"]
+
+
+def test_chrony_switch_off_and_no_role(minion):
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["time"] = {"chrony": False}
+    grains = node_grains("debian12", ROLE_HOSTS["compute"])
+    states = minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+    assert not [sid for sid in states if sid.startswith("crane-time")]
+    assert not [sid for sid in render(minion, "debian12", "none") if sid.startswith("crane-time")]
+
+
+def test_clean_keeps_chrony(minion):
+    grains = node_grains("rocky9", ROLE_HOSTS["compute"])
+    states = minion.call(
+        "state.show_sls", "crane.clean", grains=grains, pillar=pillar_for("repo", False)
+    )
+    assert "crane-time-clean-chrony-kept" in states
+    assert not [
+        s
+        for s in states.values()
+        if args(s)["fun"] in ("pkg.removed", "pkg.purged") and args(s).get("name") == "chrony"
+    ]

@@ -6,6 +6,7 @@ include:
   - .gres.clean
   - .cgroup.clean
   - .names.clean
+  - .time.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

@@ -6,6 +6,7 @@
 include:
   - .validate
   - .package
+  - .time
   - .names
   - .cgroup
   - .config
