@@ -26,6 +26,7 @@ CONFIG_PATH = "/etc/crane/config.yaml"
 CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config, not this file."
 CINFO_UNREACHABLE = 3
 CFORED_PORT = 10012  # hard-coded in cfored
+ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
 
@@ -769,3 +770,26 @@ def cgroup_mode(root="/sys/fs/cgroup"):
         salt cn01 crane.cgroup_mode
     """
     return __utils__["crane_prereq.cgroup_mode"](root)
+
+
+def hosts_entries(config=None, login_nodes=None):
+    """
+    ``{host name: address}`` for this node's /etc/hosts on sites without DNS: every name
+    CraneSched connects to (hosts of ``Nodes``, ``ControlMachine``, login hosts) that a minion
+    published in the Salt mine (``crane_host`` and ``crane_address``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.hosts_entries
+    """
+    config = _config(config)
+    if login_nodes is None:
+        login_nodes = _pillar_settings().get("login_nodes") or []
+    names = __utils__["crane_prereq.required_names"](
+        __utils__["crane_config.compute_hosts"](config), config.get("ControlMachine"), login_nodes
+    )
+    return __utils__["crane_prereq.hosts_entries"](
+        __salt__["mine.get"]("*", HOST_MINE), __salt__["mine.get"]("*", ADDRESS_MINE), names
+    )

@@ -119,3 +119,18 @@ def name_problems(node, hostname, names, resolve, compute_hosts=()):
             f"Nodes entry {node!r}"
         )
     return errors
+
+
+def hosts_entries(mine_hosts, mine_addresses, names):
+    """``{name: address}`` for /etc/hosts on sites without DNS, from the Salt mine:
+    ``mine_hosts`` (minion id -> host name) and ``mine_addresses`` (minion id -> its IPv4
+    addresses, the first one used). Only ``names`` are kept; a name no minion published is
+    left out (the name gate then reports it)."""
+    entries = {}
+    for minion, host in sorted((mine_hosts or {}).items()):
+        addresses = (mine_addresses or {}).get(minion) or []
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if host in names and addresses and host not in entries:
+            entries[host] = addresses[0]
+    return {name: entries[name] for name in names if name in entries}

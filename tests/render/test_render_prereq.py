@@ -148,3 +148,29 @@ def test_clean_keeps_chrony(minion):
         for s in states.values()
         if args(s)["fun"] in ("pkg.removed", "pkg.purged") and args(s).get("name") == "chrony"
     ]
+
+
+def test_hosts_file_entries_from_the_mine_before_the_gate(minion):
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["names"] = {"hosts_file": True}
+    grains = node_grains("debian12", ROLE_HOSTS["compute"])
+    # a masterless minion's mine holds its own data only: this node publishes itself
+    mine = {"crane_host": "cn03", "crane_address": ["10.9.0.3", "10.9.1.3"]}
+    assert minion.call("data.update", "mine_cache", mine, grains=grains, pillar=pillar) is True
+    try:
+        states = minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+        clean = minion.call("state.show_sls", "crane.clean", grains=grains, pillar=pillar)
+    finally:
+        minion.call("data.pop", "mine_cache", grains=grains, pillar=pillar)
+    present = {
+        args(s)["name"]: args(s)["ip"] for s in states.values() if args(s)["fun"] == "host.present"
+    }
+    assert present == {"cn03": "10.9.0.3"}
+    entry = args(states["crane-names-hosts-cn03-host-present"])
+    assert entry["require_in"] == [{"crane": "crane-names-resolve"}]
+    absent = {
+        args(s)["name"]: args(s)["ip"] for s in clean.values() if args(s)["fun"] == "host.absent"
+    }
+    assert absent == present
+    off = render(minion, "debian12", "compute")
+    assert not [s for s in off.values() if args(s)["fun"] == "host.present"]

@@ -169,3 +169,31 @@ def test_names_gate(monkeypatch):
     monkeypatch.setattr(module, "_resolve", lambda name: "10.0.0.1")
     ret = _state(module).names_resolve("cn01")
     assert ret["result"] is True and ret["changes"] == {}
+
+
+def test_hosts_entries_from_the_mine_keep_only_cranesched_names():
+    mine_hosts = {"cn01.example": "cn01", "ctl": "cranectl", "web": "web01", "cn02": "cn02"}
+    mine_addresses = {
+        "cn01.example": ["10.0.0.1", "10.0.1.1"],
+        "ctl": "10.0.0.9",
+        "web": ["10.0.0.50"],
+        "cn02": [],
+    }
+    entries = crane_prereq.hosts_entries(
+        mine_hosts, mine_addresses, ["cn01", "cn02", "cranectl", "login01"]
+    )
+    assert entries == {"cn01": "10.0.0.1", "cranectl": "10.0.0.9"}
+
+
+def test_module_hosts_entries_reads_both_mine_functions():
+    mine = {
+        "crane_host": {"m1": "cn01", "m2": "cranectl", "m3": "login01"},
+        "crane_address": {"m1": ["10.0.0.1"], "m2": ["10.0.0.9"], "m3": ["10.0.0.20"]},
+    }
+    module = _module()
+    module.__salt__ = {"mine.get": lambda tgt, fun: mine[fun]}
+    assert module.hosts_entries() == {
+        "cn01": "10.0.0.1",
+        "cranectl": "10.0.0.9",
+        "login01": "10.0.0.20",
+    }
