@@ -793,3 +793,68 @@ def hosts_entries(config=None, login_nodes=None):
     return __utils__["crane_prereq.hosts_entries"](
         __salt__["mine.get"]("*", HOST_MINE), __salt__["mine.get"]("*", ADDRESS_MINE), names
     )
+
+
+def _port_open(host, port, timeout=5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _mongodb_hello(database, timeout):
+    """An authenticated ``hello`` (as cranectld connects: authSource admin), or None without
+    pymongo on the node."""
+    try:
+        import pymongo  # noqa: PLC0415 - optional: only where the node has it
+    except ImportError:
+        return None
+
+    def hello(host, port):
+        client = pymongo.MongoClient(
+            host=host,
+            port=port,
+            username=database.get("DbUser") or None,
+            password=database.get("DbPassword") or None,
+            authSource="admin",
+            directConnection=True,
+            serverSelectionTimeoutMS=int(timeout * 1000),
+        )
+        try:
+            return client.admin.command("hello")
+        finally:
+            client.close()
+
+    return hello
+
+
+def mongodb_check(node=None, timeout=5):
+    """
+    Whether cranectld on this node would reach MongoDB: ``DbHost`` (pillar
+    ``crane:database``) resolves, ``DbPort`` answers and, where pymongo is installed, an
+    authenticated ``hello`` shows the replica set ``DbReplSetName``. Credentials are never
+    part of the answer. Returns ``{'valid', 'node', 'host', 'port', 'hello', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:control' crane.mongodb_check
+    """
+    node = node or __grains__.get("host")
+    database = _database(True)
+    hello = _mongodb_hello(database, timeout)
+    errors = __utils__["crane_prereq.mongodb_problems"](
+        node, database, _resolve, lambda host, port: _port_open(host, port, timeout), hello
+    )
+    if errors:
+        __context__["retcode"] = 1
+    return {
+        "valid": not errors,
+        "node": node,
+        "host": str(database.get("DbHost") or "localhost"),
+        "port": int(database.get("DbPort") or 27017),
+        "hello": hello is not None,
+        "errors": errors,
+    }

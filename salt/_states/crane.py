@@ -341,3 +341,24 @@ def names_resolve(name, config=None, login_nodes=None):
         f"{_bullets(report['errors'])}"
     )
     return _ret(name, False, comment)
+
+
+def mongodb_reachable(name, timeout=5):
+    """
+    Fail when cranectld on this node would not reach MongoDB (it exits after the driver's
+    timeout): DbHost does not resolve, DbPort does not answer, or the server is not in the
+    configured replica set. Put it before cranectld is (re)started.
+
+    name
+        The control node's name.
+    """
+    report = __salt__["crane.mongodb_check"](node=name, timeout=timeout)
+    where = f"{report['host']}:{report['port']}"
+    if report["valid"]:
+        how = "answers hello as the configured replica set" if report["hello"] else "answers"
+        return _ret(name, True, f"MongoDB at {where} {how}")
+    comment = (
+        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it "
+        f"is:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)

@@ -134,3 +134,33 @@ def hosts_entries(mine_hosts, mine_addresses, names):
         if host in names and addresses and host not in entries:
             entries[host] = addresses[0]
     return {name: entries[name] for name in names if name in entries}
+
+
+# --- MongoDB -------------------------------------------------------------------------------
+
+
+def mongodb_problems(node, database, resolve, port_open, hello=None):
+    """Problems cranectld on ``node`` would meet with MongoDB (it exits when it cannot
+    connect): ``DbHost`` must resolve, ``DbPort`` answer, and, where ``hello`` can ask the
+    server (an authenticated ``hello``; returns its reply), the server must be a member of
+    the replica set ``DbReplSetName``. ``database`` is database.yaml's data; CraneSched's
+    defaults are localhost:27017."""
+    host = str(database.get("DbHost") or "localhost")
+    port = int(database.get("DbPort") or 27017)
+    where = f"MongoDB at {host}:{port} (DbHost/DbPort)"
+    if not resolve(host):
+        return [f"{node}: {where}: DbHost {host} does not resolve"]
+    if not port_open(host, port):
+        return [f"{node}: {where}: nothing answers on port {port}"]
+    if hello is None:
+        return []
+    try:
+        reply = hello(host, port)
+    except Exception as exc:  # the driver's own errors, reported as they are
+        return [f"{node}: {where}: hello failed: {exc}"]
+    wanted = database.get("DbReplSetName")
+    found = reply.get("setName")
+    if wanted and found != wanted:
+        shown = f"replica set {found!r}" if found else "no replica set"
+        return [f"{node}: {where}: the server reports {shown}, DbReplSetName is {wanted!r}"]
+    return []

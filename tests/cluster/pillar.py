@@ -84,6 +84,9 @@ def _container_node_prerequisites(sls: dict[str, dict]) -> None:
     crane.setdefault("cgroup", {})["manage"] = False
     # and they have no Debian mirror to install chrony from (their clock is the host's)
     crane.setdefault("time", {})["chrony"] = False
+    # and no MongoDB (the simulator's cranectld does not connect to one): test_prereq starts a
+    # listener for the preflight
+    crane.setdefault("mongodb", {})["preflight"] = False
 
 
 # The simulator's programs are Python: what they need at run time replaces CraneSched's

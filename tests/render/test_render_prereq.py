@@ -174,3 +174,26 @@ def test_hosts_file_entries_from_the_mine_before_the_gate(minion):
     assert absent == present
     off = render(minion, "debian12", "compute")
     assert not [s for s in off.values() if args(s)["fun"] == "host.present"]
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+def test_mongodb_preflight_on_control_before_its_files(minion, os_name):
+    states = render(minion, os_name, "control")
+    gate = args(states["crane-mongodb-reachable"])
+    assert gate["name"] == "cranectl"
+    assert gate["require_in"] == [
+        CONFIG_FILE,
+        {"file": "crane-config-file-database-file-managed"},
+    ]
+    assert "change-me" not in repr(gate)  # the module reads the secrets from the pillar
+    for role in ("compute", "login"):
+        assert "crane-mongodb-reachable" not in render(minion, os_name, role)
+
+
+def test_mongodb_preflight_switch_off(minion):
+    pillar = pillar_for("repo", control=True)
+    pillar["crane"]["mongodb"] = {"preflight": False}
+    grains = node_grains("rocky9", ROLE_HOSTS["control"])
+    states = minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+    assert "crane-mongodb-reachable" not in states
+    assert "crane-config-file-database-file-managed" in states

@@ -1,6 +1,9 @@
 """Node prerequisites: cgroup mode and controllers as craned needs them, and the names every
 node must resolve; the execution module's checks and the gates built on them."""
 
+import socket
+import sys
+
 import crane_prereq
 import pytest
 
@@ -197,3 +200,103 @@ def test_module_hosts_entries_reads_both_mine_functions():
         "cranectl": "10.0.0.9",
         "login01": "10.0.0.20",
     }
+
+
+DATABASE = {"DbHost": "db01", "DbPort": 27018, "DbReplSetName": "crane_rs", "DbPassword": "s3"}
+
+
+def _mongo(resolves=True, answers=True, hello=None, database=DATABASE):
+    return crane_prereq.mongodb_problems(
+        "cranectl",
+        database,
+        lambda host: "10.0.0.5" if resolves else None,
+        lambda host, port: answers,
+        hello,
+    )
+
+
+def test_mongodb_names_host_and_port_at_each_step():
+    assert _mongo(resolves=False) == [
+        "cranectl: MongoDB at db01:27018 (DbHost/DbPort): DbHost db01 does not resolve"
+    ]
+    assert _mongo(answers=False) == [
+        "cranectl: MongoDB at db01:27018 (DbHost/DbPort): nothing answers on port 27018"
+    ]
+    assert _mongo() == []  # no pymongo: resolving and answering is all that can be known
+
+
+def test_mongodb_defaults_are_cranescheds():
+    seen = []
+    crane_prereq.mongodb_problems(
+        "c", {}, lambda h: "127.0.0.1", lambda h, p: seen.append((h, p)) or True
+    )
+    assert seen == [("localhost", 27017)]
+
+
+def test_mongodb_hello_must_show_the_replica_set():
+    assert _mongo(hello=lambda h, p: {"setName": "crane_rs", "isWritablePrimary": True}) == []
+    wrong = _mongo(hello=lambda h, p: {"setName": "other"})
+    assert wrong == [
+        "cranectl: MongoDB at db01:27018 (DbHost/DbPort): the server reports replica set "
+        "'other', DbReplSetName is 'crane_rs'"
+    ]
+    assert "reports no replica set" in _mongo(hello=lambda h, p: {})[0]
+
+    def refused(host, port):
+        raise RuntimeError("Authentication failed.")
+
+    assert _mongo(hello=refused) == [
+        "cranectl: MongoDB at db01:27018 (DbHost/DbPort): hello failed: Authentication failed."
+    ]
+
+
+def test_mongodb_check_and_gate_never_show_the_password(monkeypatch):
+    module = _module(host="cranectl", pillar={"config": CONFIG, "database": DATABASE})
+    monkeypatch.setattr(module, "_resolve", lambda name: "10.0.0.5")
+    monkeypatch.setattr(module, "_port_open", lambda host, port, timeout: False)
+    monkeypatch.setattr(module, "_mongodb_hello", lambda database, timeout: None)
+    report = module.mongodb_check()
+    assert (report["host"], report["port"], report["valid"]) == ("db01", 27018, False)
+    assert module.__context__["retcode"] == 1
+    state = load("_states", __salt__={"crane.mongodb_check": module.mongodb_check})
+    ret = state.mongodb_reachable("cranectl")
+    assert ret["result"] is False
+    assert "db01:27018" in ret["comment"] and "nothing answers on port 27018" in ret["comment"]
+    assert "s3" not in repr(report) + ret["comment"]
+
+
+def test_mongodb_hello_uses_pymongo_with_admin_auth(monkeypatch):
+    calls = {}
+
+    class Client:
+        def __init__(self, **kw):
+            calls.update(kw)
+            self.admin = self
+
+        def command(self, name):
+            calls["command"] = name
+            return {"setName": "crane_rs"}
+
+        def close(self):
+            calls["closed"] = True
+
+    fake = type("pymongo", (), {"MongoClient": Client})
+    monkeypatch.setitem(sys.modules, "pymongo", fake)
+    module = _module()
+    hello = module._mongodb_hello({"DbUser": "admin", "DbPassword": "s3"}, 2)
+    assert hello("db01", 27018) == {"setName": "crane_rs"}
+    assert calls["command"] == "hello" and calls["closed"]
+    assert (calls["username"], calls["authSource"], calls["serverSelectionTimeoutMS"]) == (
+        "admin",
+        "admin",
+        2000,
+    )
+
+
+def test_port_open_against_a_real_listener():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert _module()._port_open("127.0.0.1", port, 2) is True
+    assert _module()._port_open("127.0.0.1", port, 2) is False

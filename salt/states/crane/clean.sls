@@ -7,6 +7,7 @@ include:
   - .cgroup.clean
   - .names.clean
   - .time.clean
+  - .mongodb.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

@@ -9,6 +9,7 @@ include:
   - .time
   - .names
   - .cgroup
+  - .mongodb
   - .config
   - .gres
   - .service
