@@ -858,3 +858,51 @@ def mongodb_check(node=None, timeout=5):
         "hello": hello is not None,
         "errors": errors,
     }
+
+
+def _tls_daemons(minion_roles, services):
+    daemons = [unit for unit in services if unit in ("cranectld", "craned", "cfored")]
+    if "control" in minion_roles or "login" in minion_roles:
+        daemons.append("cli")
+    return daemons
+
+
+def tls_files(config=None, services=None, minion_roles=None):
+    """
+    ``{TLS key: path}`` of the certificate and key files this node's CraneSched daemons and
+    CLIs read (empty while ``TLS.Enabled`` is off). ``services`` and ``minion_roles``
+    default to this minion's, worked out from the pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.tls_files
+    """
+    config = _config(config)
+    if minion_roles is None:
+        minion_roles = roles(config)
+    if services is None:
+        pillar = _pillar_settings()
+        services = _role_services({"cfored": pillar.get("cfored", True)}, minion_roles)
+    return __utils__["crane_prereq.tls_files"](config, _tls_daemons(minion_roles, services))
+
+
+def tls_check(node=None, files=None):
+    """
+    Whether every TLS file this node's daemons read (``files``: ``{TLS key: path}``, default
+    ``crane.tls_files``) exists and is not empty, as CraneSched requires when
+    ``TLS.Enabled``. Returns ``{'valid', 'node', 'files', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.tls_check
+    """
+    node = node or __grains__.get("host")
+    files = tls_files() if files is None else files
+    errors = __utils__["crane_prereq.tls_problems"](node, files)
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "files": files, "errors": errors}

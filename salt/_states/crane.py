@@ -362,3 +362,24 @@ def mongodb_reachable(name, timeout=5):
         f"is:\n{_bullets(report['errors'])}"
     )
     return _ret(name, False, comment)
+
+
+def tls_ready(name, files=None):
+    """
+    Fail when a TLS file this node's daemons read is unset, missing or empty (CraneSched's
+    daemons exit at start then). Put it before config.yaml is written and any daemon
+    restarted: on failure the running daemons keep their previous config.
+
+    name
+        The node name.
+    files
+        ``{TLS key: path}`` to check (default: ``crane.tls_files``).
+    """
+    report = __salt__["crane.tls_check"](node=name, files=files)
+    if report["valid"]:
+        return _ret(name, True, f"{name} has its {len(report['files'])} TLS file(s)")
+    comment = (
+        f"CraneSched's daemons on {name} would refuse TLS; config.yaml and the daemons are "
+        f"left as they are:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)

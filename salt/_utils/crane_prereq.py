@@ -164,3 +164,59 @@ def mongodb_problems(node, database, resolve, port_open, hello=None):
         shown = f"replica set {found!r}" if found else "no replica set"
         return [f"{node}: {where}: the server reports {shown}, DbReplSetName is {wanted!r}"]
     return []
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+#: TLS.* keys each daemon reads when TLS.Enabled: cranectld all five, craned and cfored the
+#: internal pair and the CA, the CLIs the CA and the external certificate.
+TLS_KEYS_BY_DAEMON = {
+    "cranectld": (
+        "CaFilePath",
+        "InternalCertFilePath",
+        "InternalKeyFilePath",
+        "ExternalCertFilePath",
+        "ExternalKeyFilePath",
+    ),
+    "craned": ("CaFilePath", "InternalCertFilePath", "InternalKeyFilePath"),
+    "cfored": ("CaFilePath", "InternalCertFilePath", "InternalKeyFilePath"),
+    "cli": ("CaFilePath", "ExternalCertFilePath"),
+}
+
+
+def tls_enabled(config):
+    tls = (config or {}).get("TLS")
+    enabled = tls.get("Enabled") if isinstance(tls, dict) else False
+    if isinstance(enabled, str):
+        return enabled.strip().lower() in ("y", "yes", "on", "true")
+    return bool(enabled)
+
+
+def tls_files(config, daemons):
+    """``{TLS key: path}`` this node needs for ``daemons`` (``cranectld``, ``craned``,
+    ``cfored``, ``cli``), in the order of the TLS section; {} while TLS is off."""
+    if not tls_enabled(config):
+        return {}
+    tls = config["TLS"]
+    wanted = {key for daemon in daemons for key in TLS_KEYS_BY_DAEMON.get(daemon, ())}
+    order = TLS_KEYS_BY_DAEMON["cranectld"]
+    return {key: str(tls.get(key) or "") for key in order if key in wanted}
+
+
+def tls_problems(node, files):
+    """Each TLS file the node's daemons would refuse: unset, missing/unreadable or empty
+    (CraneSched: "UseTls is true, but <Key> is empty", "Read <Key> error", "the file specified
+    by <Key> is empty")."""
+    errors = []
+    for key, path in files.items():
+        if not path:
+            errors.append(f"{node}: TLS.{key} is not set")
+            continue
+        try:
+            size = os.path.getsize(path)
+        except OSError as exc:
+            errors.append(f"{node}: {path} (TLS.{key}): {exc.strerror}")
+            continue
+        if not size:
+            errors.append(f"{node}: {path} (TLS.{key}) is empty")
+    return errors

@@ -140,3 +140,85 @@ def test_name_gate_names_what_does_not_resolve(deployed):
     assert formula.changed(result) == {}
     gate = result[NODE]["crane-names-resolve"]
     assert gate["result"] is True and "resolves 5 CraneSched host name(s)" in gate["comment"]
+
+
+CONTROL = "cranectl"
+LISTENER = "crane-test-mongodb"
+# Any TCP listener stands in for mongod: the nodes have neither MongoDB nor pymongo, so the
+# preflight checks that DbHost resolves and DbPort answers.
+LISTEN = (
+    "import socket, time; s = socket.socket(); "
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    "s.bind(('127.0.0.1', 27017)); s.listen(); time.sleep(86400)"
+)
+
+
+def test_mongodb_preflight_keeps_cranectld_while_nothing_answers(deployed):
+    cluster = deployed
+    digest = cluster.salt(CONTROL, "crane.config_hash")[CONTROL]
+    pid = formula.main_pid(cluster, CONTROL, "cranectld")
+
+    def preflight(crane):
+        crane["config"]["CraneCtldDebugLevel"] = "debug"
+        crane["mongodb"] = {"preflight": True, "timeout": 2}
+
+    cluster.write_pillar(*formula.with_config(cluster, preflight))
+    result = formula.apply(cluster, CONTROL)
+    failed = formula.failures(result)
+    assert list(failed) == [CONTROL]
+    gate = failed[CONTROL]["crane-mongodb-reachable"]
+    assert "MongoDB at localhost:27017" in gate and "nothing answers on port 27017" in gate
+    assert "change-me" not in gate  # DbPassword of the example
+    assert "crane-config-file-database-file-managed" in failed[CONTROL]
+    assert formula.changed(result) == {}
+    assert cluster.salt(CONTROL, "crane.config_hash")[CONTROL] == digest
+    assert formula.main_pid(cluster, CONTROL, "cranectld") == pid
+
+    cluster.sh(CONTROL, f'systemd-run --unit={LISTENER} /usr/bin/python3 -c "{LISTEN}"', check=True)
+    try:
+        formula.wait_for(
+            "the listener", lambda: cluster.salt(CONTROL, "crane.mongodb_check")[CONTROL]["valid"]
+        )
+        result = formula.apply(cluster, CONTROL)
+        assert formula.failures(result) == {}
+        assert result[CONTROL]["crane-mongodb-reachable"]["comment"] == (
+            "MongoDB at localhost:27017 answers"
+        )
+        assert formula.main_pid(cluster, CONTROL, "cranectld") != pid  # new config: restarted
+        assert formula.changed(formula.apply(cluster, CONTROL)) == {}
+        assert formula.results(formula.apply(cluster, CONTROL, test=True)) == {True}
+    finally:
+        cluster.sh(CONTROL, f"systemctl stop {LISTENER}")
+        cluster.write_pillar(*formula.example_pillar(cluster))
+    assert formula.failures(formula.apply(cluster, CONTROL)) == {}
+
+
+def test_tls_files_missing_keep_cranectld_and_name_each_file(deployed):
+    cluster = deployed
+    digest = cluster.salt(CONTROL, "crane.config_hash")[CONTROL]
+    pid = formula.main_pid(cluster, CONTROL, "cranectld")
+    paths = {
+        "CaFilePath": "/etc/crane/tls/ca.pem",
+        "InternalCertFilePath": "/etc/crane/tls/internal.pem",
+        "InternalKeyFilePath": "/etc/crane/tls/internal.key",
+        "ExternalCertFilePath": "/etc/crane/tls/external.pem",
+        "ExternalKeyFilePath": "/etc/crane/tls/external.key",
+    }
+
+    def tls_on(crane):
+        crane["config"]["TLS"] = {"Enabled": True, "DomainSuffix": "crane.local", **paths}
+
+    cluster.write_pillar(*formula.with_config(cluster, tls_on))
+    try:
+        result = formula.apply(cluster, CONTROL)
+        failed = formula.failures(result)
+        assert list(failed) == [CONTROL]
+        gate = failed[CONTROL]["crane-tls-ready"]
+        for key, path in paths.items():
+            assert f"{CONTROL}: {path} (TLS.{key}): No such file or directory" in gate
+        assert "crane-config-file-config-file-managed" in failed[CONTROL]
+        assert formula.changed(result) == {}
+        assert cluster.salt(CONTROL, "crane.config_hash")[CONTROL] == digest
+        assert formula.main_pid(cluster, CONTROL, "cranectld") == pid
+    finally:
+        cluster.write_pillar(*formula.example_pillar(cluster))

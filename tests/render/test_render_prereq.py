@@ -197,3 +197,57 @@ def test_mongodb_preflight_switch_off(minion):
     states = minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
     assert "crane-mongodb-reachable" not in states
     assert "crane-config-file-database-file-managed" in states
+
+
+TLS = {
+    "Enabled": True,
+    "CaFilePath": "/etc/crane/tls/ca.pem",
+    "InternalCertFilePath": "/etc/crane/tls/internal.pem",
+    "InternalKeyFilePath": "/etc/crane/tls/internal.key",
+    "ExternalCertFilePath": "/etc/crane/tls/external.pem",
+    "ExternalKeyFilePath": "/etc/crane/tls/external.key",
+    "DomainSuffix": "crane.local",
+}
+TLS_BY_ROLE = {
+    "control": {"ca.pem", "internal.pem", "internal.key", "external.pem", "external.key"},
+    "compute": {"ca.pem", "internal.pem", "internal.key"},
+    "login": {"ca.pem", "internal.pem", "internal.key", "external.pem"},  # cfored + CLIs
+}
+
+
+def render_tls(minion, os_name, role, manage=True):
+    pillar = pillar_for("repo", control=role == "control")
+    pillar["crane"]["config"]["TLS"] = dict(TLS)
+    pillar["crane"]["tls"] = {"manage": manage, "source": "salt://site-tls/"}
+    grains = node_grains(os_name, ROLE_HOSTS[role])
+    return minion.call("state.show_sls", "crane", grains=grains, pillar=pillar)
+
+
+@pytest.mark.parametrize("os_name", FAMILIES)
+@pytest.mark.parametrize("role", ["control", "compute", "login"])
+def test_tls_files_per_role_modes_owners_and_gate(minion, os_name, role):
+    states = render_tls(minion, os_name, role)
+    managed = {
+        args(s)["name"].rsplit("/", 1)[1]: args(s)
+        for sid, s in states.items()
+        if sid.startswith("crane-tls-") and args(s)["fun"] == "file.managed"
+    }
+    assert set(managed) == TLS_BY_ROLE[role]
+    owner = "crane" if role == "control" else "root"
+    for name, file in managed.items():
+        assert file["source"] == f"salt://site-tls/{name}"
+        assert file["mode"] == ("0600" if name.endswith(".key") else "0644")
+        assert (file["user"], file["group"]) == (owner, owner)
+        assert file["show_changes"] is False
+        assert file["require_in"] == [{"crane": "crane-tls-ready"}]
+    gate = args(states["crane-tls-ready"])
+    assert gate["name"] == ROLE_HOSTS[role]
+    assert gate["require_in"] == [CONFIG_FILE]
+
+
+def test_tls_gate_without_managed_files_and_nothing_while_tls_is_off(minion):
+    states = render_tls(minion, "rocky9", "compute", manage=False)
+    assert "crane-tls-ready" in states
+    assert not [sid for sid in states if sid.startswith("crane-tls-") and sid != "crane-tls-ready"]
+    off = render(minion, "rocky9", "compute")
+    assert not [sid for sid in off if sid.startswith("crane-tls")]

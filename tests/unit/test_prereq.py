@@ -300,3 +300,56 @@ def test_port_open_against_a_real_listener():
         port = server.getsockname()[1]
         assert _module()._port_open("127.0.0.1", port, 2) is True
     assert _module()._port_open("127.0.0.1", port, 2) is False
+
+
+TLS_CONFIG = {
+    "TLS": {
+        "Enabled": "yes",
+        "CaFilePath": "/tls/ca.pem",
+        "InternalCertFilePath": "/tls/internal.pem",
+        "InternalKeyFilePath": "/tls/internal.key",
+        "ExternalCertFilePath": "/tls/external.pem",
+        "ExternalKeyFilePath": "",
+    }
+}
+
+
+def test_tls_files_per_daemon():
+    files = crane_prereq.tls_files
+    assert list(files(TLS_CONFIG, ["craned"])) == [
+        "CaFilePath",
+        "InternalCertFilePath",
+        "InternalKeyFilePath",
+    ]
+    assert list(files(TLS_CONFIG, ["cli"])) == ["CaFilePath", "ExternalCertFilePath"]
+    assert len(files(TLS_CONFIG, ["cranectld", "cli"])) == 5
+    assert files({"TLS": {"Enabled": False, "CaFilePath": "/x"}}, ["craned"]) == {}
+    assert files({}, ["cranectld"]) == {}
+
+
+def test_tls_problems_name_each_file(tmp_path):
+    (tmp_path / "ca.pem").write_text("CERT")
+    (tmp_path / "internal.pem").write_text("")
+    files = {
+        "CaFilePath": str(tmp_path / "ca.pem"),
+        "InternalCertFilePath": str(tmp_path / "internal.pem"),
+        "InternalKeyFilePath": str(tmp_path / "internal.key"),
+        "ExternalKeyFilePath": "",
+    }
+    assert crane_prereq.tls_problems("cranectl", files) == [
+        f"cranectl: {tmp_path}/internal.pem (TLS.InternalCertFilePath) is empty",
+        f"cranectl: {tmp_path}/internal.key (TLS.InternalKeyFilePath): No such file or directory",
+        "cranectl: TLS.ExternalKeyFilePath is not set",
+    ]
+
+
+def test_tls_gate_and_module_roles(tmp_path):
+    module = _module(host="cn01", pillar={"config": {**CONFIG, **TLS_CONFIG}})
+    assert list(module.tls_files()) == ["CaFilePath", "InternalCertFilePath", "InternalKeyFilePath"]
+    state = load("_states", __salt__={"crane.tls_check": module.tls_check})
+    ret = state.tls_ready("cn01")
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "/tls/ca.pem (TLS.CaFilePath)" in ret["comment"]
+    (tmp_path / "ca.pem").write_text("CERT")
+    ret = state.tls_ready("cn01", files={"CaFilePath": str(tmp_path / "ca.pem")})
+    assert ret["result"] is True

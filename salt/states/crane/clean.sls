@@ -8,6 +8,7 @@ include:
   - .names.clean
   - .time.clean
   - .mongodb.clean
+  - .tls.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

@@ -10,6 +10,7 @@ include:
   - .names
   - .cgroup
   - .mongodb
+  - .tls
   - .config
   - .gres
   - .service
