@@ -31,8 +31,8 @@ def render_with(minion, os_name, role, **cgroup):
 
 
 @pytest.mark.parametrize("os_name", FAMILIES)
-def test_compute_gets_the_controller_unit_and_the_gate_before_config(minion, os_name):
-    states = render(minion, os_name, "compute")
+def test_compute_gets_the_controller_unit_and_the_gate_before_config(minion, os_name, tmp_path):
+    states = render_with(minion, os_name, "compute", root=str(fake_v2_root(tmp_path / "cg")))
     for sid in CGROUP_IDS:
         assert sid in states, sid
     # show_sls keeps require_in on the gate; the compiler turns it into config.yaml's require
@@ -56,8 +56,22 @@ def test_no_cgroup_states_without_craned(minion, os_name, role):
     assert not [sid for sid in states if sid.startswith("crane-cgroup")]
 
 
-def test_switches_turn_the_unit_and_the_gate_off(minion):
-    states = render_with(minion, "debian12", "compute", enable_controllers=False)
+def test_no_unit_outside_cgroup_v2(minion, tmp_path):
+    """On v1 or hybrid the unit would be skipped by its condition: only the gate renders."""
+    (tmp_path / "cpu").mkdir()
+    for root in (str(tmp_path), str(tmp_path / "absent")):
+        states = render_with(minion, "rocky9", "compute", root=root)
+        assert "crane-cgroup-ready" in states
+        assert "crane-cgroup-controllers-unit-file-managed" not in states
+        assert "enabled_by" not in args(states["crane-cgroup-ready"])
+
+
+def test_switches_turn_the_unit_and_the_gate_off(minion, tmp_path):
+    root = str(fake_v2_root(tmp_path / "cg"))
+    assert "crane-cgroup-controllers-service-running" in render_with(
+        minion, "debian12", "compute", root=root
+    )
+    states = render_with(minion, "debian12", "compute", enable_controllers=False, root=root)
     assert "crane-cgroup-ready" in states
     assert "crane-cgroup-controllers-service-running" not in states
     assert "enabled_by" not in args(states["crane-cgroup-ready"])

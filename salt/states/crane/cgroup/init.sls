@@ -9,6 +9,8 @@
 {%- set cgroup = crane.cgroup %}
 {%- set unit = cgroup.unit %}
 {%- set mode = salt["crane.cgroup_mode"](cgroup.root) %}
+{#- Only on v2: elsewhere the unit's condition would skip it and service.running would fail. #}
+{%- set unit_managed = cgroup.enable_controllers and mode == "v2" %}
 {%- set ns = namespace(gres=false) %}
 {%- for group in crane.config.get("Nodes") or [] %}
 {%-   if group.get("gres") and crane.host in salt["crane.expand_hostlist"](group.name) %}
@@ -20,7 +22,7 @@ include:
   - {{ tplroot }}.validate
   - {{ tplroot }}.config
 {%- if "compute" in crane.roles and cgroup.manage %}
-{%-   if cgroup.enable_controllers %}
+{%-   if unit_managed %}
 
 crane-cgroup-controllers-unit-file-managed:
   file.managed:
@@ -74,12 +76,12 @@ crane-cgroup-ready:
   crane.cgroup_ready:
     - name: {{ crane.host }}
     - root: {{ cgroup.root | json }}
-{%-   if cgroup.enable_controllers %}
+{%-   if unit_managed %}
     - enabled_by: {{ unit }}
 {%-   endif %}
     - require:
       - crane: crane-validate-config
-{%-   if cgroup.enable_controllers %}
+{%-   if unit_managed %}
       - service: crane-cgroup-controllers-service-running
 {%-   endif %}
     - require_in:
