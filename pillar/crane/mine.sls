@@ -4,6 +4,8 @@
 # from their pillar, so no minion config or restart is needed. Publish before applying:
 #   salt '*' saltutil.sync_all && salt '*' saltutil.refresh_pillar && salt '*' mine.update
 #   salt '*' state.apply crane
+# crane:names:hosts_file: true reads crane_host and crane_address (its IPv4 addresses, the
+# first one used) to write /etc/hosts entries on sites without DNS.
 # After a node gains or loses devices, run mine.update on it before the next apply.
 mine_functions:
   crane_gres:
@@ -11,3 +13,5 @@ mine_functions:
   crane_host:
     - mine_function: grains.get
     - host
+  crane_address:
+    - mine_function: network.ip_addrs

@@ -33,6 +33,7 @@ DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control 
 RESTART_DIR = "/var/lib/crane-formula"  # restart-<unit> markers: a restart is due
 CINFO_UNREACHABLE = 3
 CFORED_PORT = 10012  # hard-coded in cfored
+ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
 
@@ -929,3 +930,211 @@ def daemon_report(unit, log_file=None, lines=15):
         "journal": journal["stdout"].strip(),
         "log": _tail(log_file, lines) if log_file else "",
     }
+
+
+# --- node prerequisites --------------------------------------------------------------------
+
+
+def cgroup_check(node=None, root="/sys/fs/cgroup"):
+    """
+    Whether craned on this node finds the cgroup controllers it needs: the cgroup mode
+    (``v2``, ``v1``, ``hybrid``, which CraneSched refuses, or ``none``), controllers the kernel
+    lacks and v2 controllers not enabled in the root's ``cgroup.subtree_control``.
+    Returns ``{'valid', 'node', 'mode', 'unavailable', 'disabled', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:compute' crane.cgroup_check
+    """
+    node = node or __grains__.get("host")
+    report = __utils__["crane_prereq.cgroup_problems"](node, root=root)
+    if report["errors"]:
+        __context__["retcode"] = 1
+    return {"valid": not report["errors"], "node": node, **report}
+
+
+def _resolve(name):
+    try:
+        return socket.getaddrinfo(name, None)[0][4][0]
+    except (socket.gaierror, UnicodeError):
+        return None
+
+
+def names_check(node=None, config=None, login_nodes=None):
+    """
+    Whether this node resolves every name CraneSched connects to (each host of ``Nodes``,
+    ``ControlMachine``, the login hosts running cfored) and, on a compute node, whether
+    ``gethostname()`` equals its ``Nodes`` entry (craned looks itself up by it).
+    Returns ``{'valid', 'node', 'names', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.names_check
+    """
+    node = node or __grains__.get("host")
+    config = _config(config)
+    if login_nodes is None:
+        login_nodes = _pillar_settings().get("login_nodes") or []
+    compute = __utils__["crane_config.compute_hosts"](config)
+    names = __utils__["crane_prereq.required_names"](
+        compute, config.get("ControlMachine"), login_nodes
+    )
+    errors = __utils__["crane_prereq.name_problems"](
+        node, socket.gethostname(), names, _resolve, compute_hosts=compute
+    )
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "names": names, "errors": errors}
+
+
+def cgroup_mode(root="/sys/fs/cgroup"):
+    """
+    This node's cgroup mode as CraneSched sees it: ``v2``, ``v1``, ``hybrid`` or ``none``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.cgroup_mode
+    """
+    return __utils__["crane_prereq.cgroup_mode"](root)
+
+
+def hosts_entries(config=None, login_nodes=None):
+    """
+    ``{host name: address}`` for this node's /etc/hosts on sites without DNS: every name
+    CraneSched connects to (hosts of ``Nodes``, ``ControlMachine``, login hosts) that a minion
+    published in the Salt mine (``crane_host`` and ``crane_address``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.hosts_entries
+    """
+    config = _config(config)
+    if login_nodes is None:
+        login_nodes = _pillar_settings().get("login_nodes") or []
+    names = __utils__["crane_prereq.required_names"](
+        __utils__["crane_config.compute_hosts"](config), config.get("ControlMachine"), login_nodes
+    )
+    return __utils__["crane_prereq.hosts_entries"](
+        __salt__["mine.get"]("*", HOST_MINE), __salt__["mine.get"]("*", ADDRESS_MINE), names
+    )
+
+
+def _port_open(host, port, timeout=5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _mongodb_hello(database, timeout):
+    """An authenticated ``hello`` (as cranectld connects: authSource admin), or None without
+    pymongo on the node."""
+    try:
+        import pymongo  # noqa: PLC0415 - optional: only where the node has it
+    except ImportError:
+        return None
+
+    def hello(host, port):
+        client = pymongo.MongoClient(
+            host=host,
+            port=port,
+            username=database.get("DbUser") or None,
+            password=database.get("DbPassword") or None,
+            authSource="admin",
+            directConnection=True,
+            serverSelectionTimeoutMS=int(timeout * 1000),
+        )
+        try:
+            return client.admin.command("hello")
+        finally:
+            client.close()
+
+    return hello
+
+
+def mongodb_check(node=None, timeout=5):
+    """
+    Whether cranectld on this node would reach MongoDB: ``DbHost`` (pillar
+    ``crane:database``) resolves, ``DbPort`` answers and, where pymongo is installed, an
+    authenticated ``hello`` shows the replica set ``DbReplSetName``. Credentials are never
+    part of the answer. Returns ``{'valid', 'node', 'host', 'port', 'hello', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:control' crane.mongodb_check
+    """
+    node = node or __grains__.get("host")
+    database = _database(True)
+    hello = _mongodb_hello(database, timeout)
+    errors = __utils__["crane_prereq.mongodb_problems"](
+        node, database, _resolve, lambda host, port: _port_open(host, port, timeout), hello
+    )
+    if errors:
+        __context__["retcode"] = 1
+    return {
+        "valid": not errors,
+        "node": node,
+        "host": str(database.get("DbHost") or "localhost"),
+        "port": int(database.get("DbPort") or 27017),
+        "hello": hello is not None,
+        "errors": errors,
+    }
+
+
+def _tls_daemons(minion_roles, services):
+    daemons = [unit for unit in services if unit in ("cranectld", "craned", "cfored")]
+    if "control" in minion_roles or "login" in minion_roles:
+        daemons.append("cli")
+    return daemons
+
+
+def tls_files(config=None, services=None, minion_roles=None):
+    """
+    ``{TLS key: path}`` of the certificate and key files this node's CraneSched daemons and
+    CLIs read (empty while ``TLS.Enabled`` is off). ``services`` and ``minion_roles``
+    default to this minion's, worked out from the pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.tls_files
+    """
+    config = _config(config)
+    if minion_roles is None:
+        minion_roles = roles(config)
+    if services is None:
+        pillar = _pillar_settings()
+        services = _role_services({"cfored": pillar.get("cfored", True)}, minion_roles)
+    return __utils__["crane_prereq.tls_files"](config, _tls_daemons(minion_roles, services))
+
+
+def tls_check(node=None, files=None):
+    """
+    Whether every TLS file this node's daemons read (``files``: ``{TLS key: path}``, default
+    ``crane.tls_files``) exists and is not empty, as CraneSched requires when
+    ``TLS.Enabled``. Returns ``{'valid', 'node', 'files', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.tls_check
+    """
+    node = node or __grains__.get("host")
+    files = tls_files() if files is None else files
+    errors = __utils__["crane_prereq.tls_problems"](node, files)
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "files": files, "errors": errors}

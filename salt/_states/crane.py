@@ -502,3 +502,93 @@ def database_file(name, user="crane", group="crane", mode="0600"):
     return __states__["file.managed"](
         name=name, contents=text, user=user, group=group, mode=mode, show_changes=False
     )
+
+
+def cgroup_ready(name, root="/sys/fs/cgroup", enabled_by=None):
+    """
+    Fail when craned on this node would not find its cgroup controllers (hybrid cgroup tree,
+    a v1 hierarchy or v2 controller missing). Put it before craned is (re)started: on failure
+    the running craned is left alone.
+
+    name
+        The node name (its entry in Nodes).
+    enabled_by
+        The unit that enables the v2 controllers: with ``test=True`` controllers it would
+        still enable are a planned change, not a failure.
+    """
+    report = __salt__["crane.cgroup_check"](node=name, root=root)
+    if report["valid"]:
+        return _ret(
+            name, True, f"{name} has the cgroup ({report['mode']}) controllers craned needs"
+        )
+    only_disabled = report["mode"] == "v2" and not report["unavailable"]
+    if __opts__["test"] and enabled_by and only_disabled:
+        return _ret(
+            name,
+            None,
+            f"{enabled_by} would enable {', '.join(report['disabled'])} on {name}",
+        )
+    comment = (
+        f"craned on {name} would not start; craned is left as it is:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)
+
+
+def names_resolve(name, config=None, login_nodes=None):
+    """
+    Fail when this node cannot resolve a name CraneSched connects to, or when its
+    ``gethostname()`` is not its ``Nodes`` entry. Put it before any daemon is restarted.
+
+    name
+        The node name (its host name).
+    """
+    report = __salt__["crane.names_check"](node=name, config=config, login_nodes=login_nodes)
+    if report["valid"]:
+        return _ret(name, True, f"{name} resolves {len(report['names'])} CraneSched host name(s)")
+    comment = (
+        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted:\n"
+        f"{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)
+
+
+def mongodb_reachable(name, timeout=5):
+    """
+    Fail when cranectld on this node would not reach MongoDB (it exits after the driver's
+    timeout): DbHost does not resolve, DbPort does not answer, or the server is not in the
+    configured replica set. Put it before cranectld is (re)started.
+
+    name
+        The control node's name.
+    """
+    report = __salt__["crane.mongodb_check"](node=name, timeout=timeout)
+    where = f"{report['host']}:{report['port']}"
+    if report["valid"]:
+        how = "answers hello as the configured replica set" if report["hello"] else "answers"
+        return _ret(name, True, f"MongoDB at {where} {how}")
+    comment = (
+        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it "
+        f"is:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)
+
+
+def tls_ready(name, files=None):
+    """
+    Fail when a TLS file this node's daemons read is unset, missing or empty (CraneSched's
+    daemons exit at start then). Put it before config.yaml is written and any daemon
+    restarted: on failure the running daemons keep their previous config.
+
+    name
+        The node name.
+    files
+        ``{TLS key: path}`` to check (default: ``crane.tls_files``).
+    """
+    report = __salt__["crane.tls_check"](node=name, files=files)
+    if report["valid"]:
+        return _ret(name, True, f"{name} has its {len(report['files'])} TLS file(s)")
+    comment = (
+        f"CraneSched's daemons on {name} would refuse TLS; config.yaml and the daemons are "
+        f"left as they are:\n{_bullets(report['errors'])}"
+    )
+    return _ret(name, False, comment)

@@ -72,7 +72,21 @@ def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str
     sls = copy.deepcopy(load_example(repo_root)) or placeholder(spec)
     _point_repo_at(sls, spec.repo_url())
     _simulator_runtime(sls)
+    _container_node_prerequisites(sls)
     return sls, top_for(spec, sls)
+
+
+def _container_node_prerequisites(sls: dict[str, dict]) -> None:
+    """The nodes are containers on a hybrid cgroup host and see a hybrid tree, which
+    CraneSched refuses (the simulator does not): the cgroup gate would fail on every compute
+    node, so it is off here; test_prereq turns it on against a stand-in cgroup v2 tree."""
+    crane = sls.setdefault("crane.cluster", {}).setdefault("crane", {})
+    crane.setdefault("cgroup", {})["manage"] = False
+    # and they have no Debian mirror to install chrony from (their clock is the host's)
+    crane.setdefault("time", {})["chrony"] = False
+    # and no MongoDB (the simulator's cranectld does not connect to one): test_prereq starts a
+    # listener for the preflight
+    crane.setdefault("mongodb", {})["preflight"] = False
 
 
 # The simulator's programs are Python: what they need at run time replaces CraneSched's

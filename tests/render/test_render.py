@@ -77,7 +77,7 @@ def test_daemons_per_role(minion, os_name):
         role: {
             args(state)["name"]
             for sid, state in render(minion, os_name, role).items()
-            if args(state)["fun"] == "service.running"
+            if args(state)["fun"] == "service.running" and sid.startswith("crane-service-")
         }
         for role in ("control", "compute", "login")
     }
@@ -244,7 +244,11 @@ def test_binaries_method_installs_0755_files_and_units(minion):
     assert craned["mode"] == "0755"
     unit = args(states["crane-package-unit-craned-file-managed"])
     assert unit["name"] == "/etc/systemd/system/craned.service"
-    installed = [tag for tag, s in states.items() if args(s)["fun"] == "pkg.installed"]
+    installed = [
+        tag
+        for tag, s in states.items()
+        if args(s)["fun"] == "pkg.installed" and tag.startswith("crane-package-")
+    ]
     assert installed == ["crane-package-runtime-pkg-installed"]  # libraries, no CraneSched package
 
 

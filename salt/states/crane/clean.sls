@@ -4,6 +4,11 @@ include:
   - .package.clean
   - .firewall.clean
   - .gres.clean
+  - .cgroup.clean
+  - .names.clean
+  - .time.clean
+  - .mongodb.clean
+  - .tls.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

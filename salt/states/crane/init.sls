@@ -6,6 +6,11 @@
 include:
   - .validate
   - .package
+  - .time
+  - .names
+  - .cgroup
+  - .mongodb
+  - .tls
   - .config
   - .gres
   - .service

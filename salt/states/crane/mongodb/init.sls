@@ -1,0 +1,22 @@
+{#- Control node: cranectld exits when it cannot reach MongoDB, so before database.yaml or
+    config.yaml change (and cranectld restarts), check that DbHost resolves, DbPort answers
+    and, where pymongo is installed, that the server is in the replica set DbReplSetName. The
+    database settings are read from the pillar by the module, never passed through here. #}
+{%- set tplroot = tpldir.split("/")[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
+
+include:
+  - {{ tplroot }}.validate
+  - {{ tplroot }}.config
+{%- if "control" in crane.roles and crane.mongodb.preflight and crane.has_database %}
+
+crane-mongodb-reachable:
+  crane.mongodb_reachable:
+    - name: {{ crane.host }}
+    - timeout: {{ crane.mongodb.timeout }}
+    - require:
+      - crane: crane-validate-config
+    - require_in:
+      - file: crane-config-file-config-file-managed
+      - file: crane-config-file-database-file-managed
+{%- endif %}
