@@ -107,4 +107,6 @@ def main_pid(cluster: Cluster, node: str, unit: str) -> int:
 
 def all_idle(cluster: Cluster, nodes) -> bool:
     states = node_states(cluster)
+    if not isinstance(states, dict):  # cranectld still starting: Salt returned its error text
+        return False
     return all(states.get(n, {}).get("state", "").startswith("idle") for n in nodes)

@@ -223,7 +223,7 @@ def test_package_step_checks_versions_and_restores_missing_binaries(minion):
     assert "crane-package-restore-craned-pkg-installed" in requires(
         states["crane-package-binary-csupervisor-file-managed"]
     )
-    grain = states["crane-grains-version-grains-present"]
+    grain = states["crane-package-grain-version-grains-present"]
     assert {"sls": "crane.package.install"} in args(grain)["require"]
 
 

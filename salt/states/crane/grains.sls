@@ -1,11 +1,10 @@
-{#- Publish this minion's roles and CraneSched version as static grains, for targeting:
-    salt -G 'crane:roles:compute' ... The version grain waits for the package step: a
-    failed install keeps the version that is installed. #}
+{#- Publish this minion's roles as a static grain, for targeting: salt -G 'crane:roles:compute' ...
+    The version grain belongs to the package step (package/grain.sls): it is set only once the
+    packages are installed, so a failed install keeps the version that is installed. #}
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 
 include:
   - .validate
-  - .package
 
 crane-grains-roles-grains-present:
   grains.present:
@@ -14,12 +13,3 @@ crane-grains-roles-grains-present:
     - force: true
     - require:
       - crane: crane-validate-config
-
-crane-grains-version-grains-present:
-  grains.present:
-    - name: crane:version
-    - value: {{ crane.version | string | json }}
-    - force: true
-    - require:
-      {#- the version only once it is installed #}
-      - sls: {{ tpldir }}.package.install
