@@ -477,7 +477,9 @@ class _Run:
         newest += [i["version"] for i in compute.values() if i["version"]]
         if self.action == "restart":
             pillar = self.report["pillar_version"]
-            differ = sorted({v for v in newest if v != pillar})
+            same = __utils__["crane_version.matches"]
+            shown = __utils__["crane_version.registered_as"]
+            differ = sorted({v for v in newest if not (same(pillar, v) or shown(pillar, v))})
             if pillar and differ:
                 raise StepError(
                     f"nodes run {', '.join(differ)} but the pillar pins crane:version "
@@ -501,8 +503,9 @@ class _Run:
             names = [self.names[minion].get(k, k) for k in keys]
             available = _one(minion, "pkg.list_repo_pkgs", names, check=False)
             available = available if isinstance(available, dict) else {}
+            in_repo = __utils__["crane_version.in_repository"]
             missing += [
-                f"{n} on {minion}" for n in names if self.version not in available.get(n, [])
+                f"{n} on {minion}" for n in names if not in_repo(self.version, available.get(n))
             ]
         if missing:
             raise StepError(f"version {self.version} is not installable: {', '.join(missing)}")
@@ -660,7 +663,7 @@ class _Run:
         if detail.get("resource", "down") == "down":
             return False
         if self.action == "upgrade":
-            return detail.get("version") == self.version
+            return __utils__["crane_version.registered_as"](self.version, detail.get("version"))
         return detail.get("craned_start_time") not in (None, started_before)
 
     def _step(self, name):

@@ -5,6 +5,7 @@ import pathlib
 
 import crane_hostlist
 import crane_upgrade
+import crane_version
 import pytest
 
 RUNNER = pathlib.Path(__file__).resolve().parents[2] / "salt" / "_runners" / "crane.py"
@@ -17,6 +18,7 @@ def runner(monkeypatch):
     spec.loader.exec_module(module)
     utils = {f"crane_upgrade.{n}": getattr(crane_upgrade, n) for n in dir(crane_upgrade)}
     utils["crane_hostlist.expand"] = crane_hostlist.expand
+    utils.update({f"crane_version.{n}": getattr(crane_version, n) for n in dir(crane_version)})
     module.__utils__ = utils
     module.__opts__ = {"conf_file": "/dev/null", "sock_dir": "/nonexistent"}
     module.__context__ = {}
@@ -79,6 +81,27 @@ def test_version_not_in_the_repository_stops_the_run(runner, monkeypatch):
     report = runner.upgrade("1.1.3")
     assert report["retcode"] == 1
     assert "1.1.3 is not installable" in report["failed"]["preflight"]
+
+
+def test_rpm_repository_versions_carry_a_release(runner, monkeypatch):
+    """dnf lists 1.1.3-1: the pillar's 1.1.3 is in the repository, 1.1.3-2 is not."""
+    rpm_repo = answers_for(repo_versions=("1.1.2-1", "1.1.3-1"))
+    fake_cluster(runner, monkeypatch, [], rpm_repo)
+    assert runner.upgrade("1.1.3", dry_run=True)["retcode"] == 0
+    assert runner.upgrade("1.1.3-1", dry_run=True)["retcode"] == 0
+    report = runner.upgrade("1.1.3-2", dry_run=True)
+    assert "1.1.3-2 is not installable" in report["failed"]["preflight"]
+
+
+def test_restart_accepts_rpm_package_versions(runner, monkeypatch):
+    """rpm reports 1.1.2-1 for the pillar's 1.1.2: the same version, no refusal."""
+    answers = answers_for(repo_versions=("1.1.2-1",))
+    answers["pkg.version"] = "1.1.2-1"
+    fake_cluster(runner, monkeypatch, [], answers)
+    assert runner.restart(dry_run=True)["retcode"] == 0
+    answers["pkg.version"] = "1.1.3-1"
+    report = runner.restart(dry_run=True)
+    assert "nodes run 1.1.3-1 but the pillar pins crane:version '1.1.2'" in report["Error"]
 
 
 def test_downgrade_is_refused(runner, monkeypatch):
