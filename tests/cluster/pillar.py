@@ -15,6 +15,7 @@ import yaml
 from .spec import ClusterSpec
 
 DATABASE_SLS = "crane.database"
+REDHAT_SLS = "crane.redhat_nodes"
 
 
 def load_example(repo_root: pathlib.Path) -> dict[str, dict]:
@@ -72,7 +73,26 @@ def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str
     sls = copy.deepcopy(load_example(repo_root)) or placeholder(spec)
     _point_repo_at(sls, spec.repo_url())
     _simulator_runtime(sls)
+    if "RedHat" in spec.families():
+        sls[REDHAT_SLS] = redhat_overrides(spec)
     return sls, top_for(spec, sls)
+
+
+# The same runtime under the names Rocky 9 gives it (an RPM node's image has these in rpm's
+# database, as a Rocky image would).
+SIMULATOR_RUNTIME_RPM = ["python3", "python3-pyyaml"]
+
+
+def redhat_overrides(spec: ClusterSpec) -> dict:
+    """What differs for RPM nodes: the yum repository (unsigned) and the runtime's names."""
+    return {
+        "crane": {
+            "install": {"repo": {"url": spec.repo_url("RedHat"), "gpgcheck": False}},
+            "runtime_packages": {
+                key: list(SIMULATOR_RUNTIME_RPM) for key in ("cranectld", "craned", "frontend")
+            },
+        }
+    }
 
 
 # The simulator's programs are Python: what they need at run time replaces CraneSched's
@@ -103,11 +123,15 @@ def _point_repo_at(sls: dict[str, dict], url: str) -> None:
 
 def top_for(spec: ClusterSpec, sls: dict[str, dict]) -> dict:
     """Every SLS for every node, except the database SLS: control nodes only."""
-    common = sorted(name for name in sls if name != DATABASE_SLS)
+    common = sorted(name for name in sls if name not in (DATABASE_SLS, REDHAT_SLS))
     top = {"*": common}
     if DATABASE_SLS in sls:
         for control in spec.hostnames("control"):
             top[control] = [DATABASE_SLS]
+    if REDHAT_SLS in sls:
+        for node in spec.nodes:
+            if node.family == "RedHat":
+                top.setdefault(node.hostname, []).append(REDHAT_SLS)
     return {"base": top}
 
 

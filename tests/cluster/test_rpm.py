@@ -1,0 +1,137 @@
+"""RPM nodes (a Debian base whose CraneSched packages rpm and dnf manage, reporting Rocky 9)
+next to a Debian compute node: the formula's RedHat path with ``install:method: repo``, from
+bare nodes to every node idle, idempotent, a clean dry run, ``crane.clean`` and back.
+
+One ordered flow on one cluster; a failed step skips the rest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from . import formula, pillar
+from .conftest import require_cluster_environment
+from .harness import Cluster
+from .spec import ClusterSpec, NodeSpec, env_spec
+
+pytestmark = pytest.mark.cluster
+
+CONTROL = "cranectl"
+COMPUTE = ("cn01", "cn02")
+NODES = (
+    NodeSpec(CONTROL, "control", family="RedHat"),
+    NodeSpec("cn01", family="RedHat"),
+    NodeSpec("cn02", family="Debian"),
+    NodeSpec("login01", "login", family="RedHat"),
+)
+RPM_NODES = {CONTROL: "CraneSched-cranectld", "cn01": "CraneSched-craned"}
+RPM_NODES["login01"] = "cranesched-frontend"
+SERVICES = {CONTROL: "cranectld", "cn01": "craned", "cn02": "craned", "login01": "cfored"}
+
+
+def rpm_spec() -> ClusterSpec:
+    """Own bridge and subnet (CRANE_FORMULA_RPM_NET=name:subnet moves them)."""
+    return env_spec("CRANE_FORMULA_RPM_NET", "cfrpm:10.213.94.0/24", NODES)
+
+
+def rpm_pillar(spec: ClusterSpec):
+    sls, top = pillar.cluster_pillar(spec, pillar.pathlib.Path(__file__).resolve().parents[2])
+    crane = sls["crane.cluster"]["crane"]
+    crane["login_nodes"] = ["login01"]
+    crane["config"]["Nodes"] = [{"name": "cn[01-02]", "cpu": 2, "memory": "2G"}]
+    crane["config"]["Partitions"] = [{"name": "CPU", "nodes": "cn[01-02]", "priority": 5}]
+    crane["config"]["DefaultPartition"] = "CPU"
+    return sls, top
+
+
+@pytest.fixture(scope="module")
+def rcluster():
+    require_cluster_environment()
+    spec = rpm_spec()
+    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
+    cluster.start()
+    try:
+        cluster.write_pillar(*rpm_pillar(spec))
+        yield cluster
+    finally:
+        left = cluster.stop()
+        assert not left, f"teardown left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return {}
+
+
+def _after(flow, step):
+    if not flow.get(step):
+        pytest.skip(f"needs the step '{step}' to pass first")
+
+
+def test_rpm_nodes_report_rocky_and_use_the_dnf_module(rcluster):
+    grains = rcluster.salt("*", "grains.item", "os_family", "os", "osmajorrelease")
+    assert grains[CONTROL] == {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 9}
+    assert grains["cn02"]["os_family"] == "Debian"
+    providers = rcluster.salt("*", "test.provider", "pkg")
+    assert providers == {**dict.fromkeys(RPM_NODES, "yumpkg"), "cn02": "aptpkg"}
+    assert rcluster.sh(CONTROL, "rpm -q cranesim-node-provides python3").returncode == 0
+    assert rcluster.sh(CONTROL, "rpm -q CraneSched-cranectld").returncode != 0
+
+
+def test_dry_run_on_bare_nodes_fails_nothing(rcluster, flow):
+    result = formula.apply(rcluster, test=True)
+    assert set(result) == set(rcluster.spec.hostnames())
+    assert formula.failures(result) == {}
+    assert formula.results(result) <= {None, True}
+    assert rcluster.sh(CONTROL, "test -e /etc/crane/config.yaml").returncode == 1
+    flow["dry_run"] = True
+
+
+def test_apply_installs_the_rpms_through_dnf_and_every_node_is_idle(rcluster, flow):
+    _after(flow, "dry_run")
+    result = formula.timed_apply(rcluster, "RPM nodes: first apply")
+    assert formula.failures(result) == {}
+    assert formula.results(result) == {True}
+    for node, package in RPM_NODES.items():
+        shown = rcluster.sh(node, f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}' {package}")
+        assert shown.stdout == f"{package} 1.1.2-1", (node, shown.stdout + shown.stderr)
+    assert rcluster.sh("cn02", "dpkg -s cranesched-craned").returncode == 0
+    assert rcluster.sh("cn01", "dpkg -s cranesched-craned").returncode != 0
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    flow["applied"] = True
+
+
+def test_the_rpm_scriptlet_ran_and_the_formula_owns_the_result(rcluster, flow):
+    """CraneSched's %post creates crane and chowns /etc/crane to it; the formula then sets
+    its own owners (root for /etc/crane, 0755 binaries)."""
+    _after(flow, "applied")
+    assert rcluster.sh("cn01", "id -u crane").returncode == 0  # from %post, even on compute
+    assert rcluster.sh("cn02", "id -u crane").returncode != 0  # dpkg never ran it
+    shown = rcluster.sh(CONTROL, "stat -c '%U %a' /etc/crane /usr/bin/cranectld").stdout
+    assert shown.split("\n")[:2] == ["root 755", "root 755"]
+
+
+def test_second_apply_changes_nothing_and_dry_run_is_clean(rcluster, flow):
+    _after(flow, "applied")
+    pids = {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
+    again = formula.apply(rcluster)
+    assert formula.failures(again) == {}
+    assert formula.changed(again) == {}
+    dry = formula.apply(rcluster, test=True)
+    assert formula.failures(dry) == {}
+    assert formula.changed(dry) == {}
+    assert formula.results(dry) == {True}
+    assert pids == {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
+    flow["idempotent"] = True
+
+
+def test_clean_removes_the_rpms_and_a_reapply_brings_the_cluster_back(rcluster, flow):
+    _after(flow, "idempotent")
+    cleaned = rcluster.salt("*", "state.apply", "crane.clean", timeout=formula.APPLY_TIMEOUT)
+    assert formula.failures({m: formula._by_id(s) for m, s in cleaned.items()}) == {}
+    for node, package in RPM_NODES.items():
+        assert rcluster.sh(node, f"rpm -q {package}").returncode != 0, node
+    assert rcluster.sh("cn02", "dpkg -s cranesched-craned").returncode != 0
+    result = formula.apply(rcluster)
+    assert formula.failures(result) == {}
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
