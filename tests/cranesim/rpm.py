@@ -143,19 +143,25 @@ def rpm_bytes(pkg, arch, post_script=None):
 
 def provides_package():
     """The package that tells rpm what the Debian base already provides (no files)."""
+    return stub_package(PROVIDES_NAME, BASE_PROVIDES, "1")
+
+
+def stub_package(name, provides=(), version="1"):
+    """A package without files: it only tells rpm's database that the Debian base already
+    has ``name`` (and ``provides``), as a Rocky image has it installed."""
     spec = "\n".join(
         [
-            f"Name: {PROVIDES_NAME}",
-            "Version: 1",
+            f"Name: {name}",
+            f"Version: {version}",
             f"Release: {RELEASE}",
             "Summary: Declares to rpm what the Debian base system provides",
             "License: MIT",
             "BuildArch: noarch",
             "AutoReqProv: no",
-            *(f"Provides: {path}" for path in BASE_PROVIDES),
+            *(f"Provides: {item}" for item in provides),
             "",
             "%description",
-            "Files of the Debian base that CraneSched's RPM scriptlets need.",
+            "Part of the Debian base that rpm's database does not know.",
             "",
             "%install",
             "",
