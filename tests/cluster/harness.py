@@ -350,7 +350,32 @@ class Cluster:
     def master_dir(self) -> pathlib.Path:
         return self.run_dir / "master"
 
+    @property
+    def fileserver_dir(self) -> pathlib.Path:
+        """Served as ``salt://`` after the formula: see :meth:`publish_install_files`."""
+        return self.run_dir / "fileserver"
+
+    def publish_install_files(self, version: str) -> dict[str, str]:
+        """Put one version's package files and single-file binaries under ``salt://``, for the
+        ``files`` and ``binaries`` install methods: ``salt://crane-packages/{deb,rpm}/<file>``
+        and ``salt://crane-binaries/<program>``.  Returns {"deb"|"rpm"|"binaries": salt URL}."""
+        from tests.cranesim import build  # noqa: PLC0415 - the simulator, built elsewhere
+
+        packages = self.fileserver_dir / "crane-packages"
+        for kind, pattern in (("deb", f"*{version}*.deb"), ("rpm", f"*{version}*.rpm")):
+            source = self.run_dir / "repo" / (RPM_REPO_DIR if kind == "rpm" else "")
+            (packages / kind).mkdir(parents=True, exist_ok=True)
+            for path in source.glob(pattern):
+                shutil.copyfile(path, packages / kind / path.name)
+        build.build_binaries(self.fileserver_dir / "crane-binaries", version)
+        return {
+            "deb": "salt://crane-packages/deb",
+            "rpm": "salt://crane-packages/rpm",
+            "binaries": "salt://crane-binaries",
+        }
+
     def _start_master(self) -> None:
+        self.fileserver_dir.mkdir(parents=True, exist_ok=True)
         root = self.master_dir / "root"
         publish, ret = self.spec.salt_ports
         config = {
@@ -369,7 +394,11 @@ class Cluster:
             "auto_accept": True,
             "worker_threads": 4,
             "file_roots": {
-                "base": [str(self.repo_root / "salt" / "states"), str(self.repo_root / "salt")]
+                "base": [
+                    str(self.repo_root / "salt" / "states"),
+                    str(self.repo_root / "salt"),
+                    str(self.fileserver_dir),
+                ]
             },
             "pillar_roots": {"base": [str(self.run_dir / "pillar")]},
             "ext_pillar": [],

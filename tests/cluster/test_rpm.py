@@ -1,6 +1,8 @@
 """RPM nodes (a Debian base whose CraneSched packages rpm and dnf manage, reporting Rocky 9)
-next to a Debian compute node: the formula's RedHat path with ``install:method: repo``, from
-bare nodes to every node idle, idempotent, a clean dry run, ``crane.clean`` and back.
+next to Debian compute and login nodes: the formula's RedHat and Debian paths with each
+install method (``repo``, then ``files``: the .rpm/.deb files from salt://, then
+``binaries``: the guide's manual copy), each from bare nodes to every node idle, idempotent,
+a clean dry run, ``crane.clean``; finally a re-apply after the last clean.
 
 One ordered flow on one cluster; a failed step skips the rest.
 """
@@ -22,10 +24,11 @@ NODES = (
     NodeSpec(CONTROL, "control", family="RedHat"),
     NodeSpec("cn01", family="RedHat"),
     NodeSpec("cn02", family="Debian"),
-    NodeSpec("login01", "login", family="RedHat"),
+    NodeSpec("login01", "login", family="Debian"),
 )
+# The control node also gets the frontend RPM (the CLIs).
 RPM_NODES = {CONTROL: "CraneSched-cranectld", "cn01": "CraneSched-craned"}
-RPM_NODES["login01"] = "cranesched-frontend"
+DEB_NODES = {"cn02": "cranesched-craned", "login01": "cranesched-frontend"}
 SERVICES = {CONTROL: "cranectld", "cn01": "craned", "cn02": "craned", "login01": "cfored"}
 
 
@@ -73,7 +76,7 @@ def test_rpm_nodes_report_rocky_and_use_the_dnf_module(rcluster):
     assert grains[CONTROL] == {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 9}
     assert grains["cn02"]["os_family"] == "Debian"
     providers = rcluster.salt("*", "test.provider", "pkg")
-    assert providers == {**dict.fromkeys(RPM_NODES, "yumpkg"), "cn02": "aptpkg"}
+    assert providers == {**dict.fromkeys(RPM_NODES, "yumpkg"), **dict.fromkeys(DEB_NODES, "aptpkg")}
     assert rcluster.sh(CONTROL, "rpm -q cranesim-node-provides python3").returncode == 0
     assert rcluster.sh(CONTROL, "rpm -q CraneSched-cranectld").returncode != 0
 
@@ -95,7 +98,9 @@ def test_apply_installs_the_rpms_through_dnf_and_every_node_is_idle(rcluster, fl
     for node, package in RPM_NODES.items():
         shown = rcluster.sh(node, f"rpm -q --qf '%{{NAME}} %{{VERSION}}-%{{RELEASE}}' {package}")
         assert shown.stdout == f"{package} 1.1.2-1", (node, shown.stdout + shown.stderr)
-    assert rcluster.sh("cn02", "dpkg -s cranesched-craned").returncode == 0
+    assert rcluster.sh(CONTROL, "rpm -q cranesched-frontend").returncode == 0
+    for node, package in DEB_NODES.items():
+        assert rcluster.sh(node, f"dpkg -s {package}").returncode == 0, node
     assert rcluster.sh("cn01", "dpkg -s cranesched-craned").returncode != 0
     formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
     flow["applied"] = True
@@ -125,13 +130,93 @@ def test_second_apply_changes_nothing_and_dry_run_is_clean(rcluster, flow):
     flow["idempotent"] = True
 
 
-def test_clean_removes_the_rpms_and_a_reapply_brings_the_cluster_back(rcluster, flow):
+def test_clean_removes_the_rpms(rcluster, flow):
     _after(flow, "idempotent")
-    cleaned = rcluster.salt("*", "state.apply", "crane.clean", timeout=formula.APPLY_TIMEOUT)
-    assert formula.failures({m: formula._by_id(s) for m, s in cleaned.items()}) == {}
+    clean(rcluster)
     for node, package in RPM_NODES.items():
         assert rcluster.sh(node, f"rpm -q {package}").returncode != 0, node
-    assert rcluster.sh("cn02", "dpkg -s cranesched-craned").returncode != 0
+    for node, package in DEB_NODES.items():
+        assert rcluster.sh(node, f"dpkg -s {package}").returncode != 0, node
+    assert rcluster.sh(CONTROL, "test -e /etc/yum.repos.d/cranesched.repo").returncode != 0
+    flow["bare"] = "repo"
+
+
+def clean(cluster):
+    cleaned = cluster.salt("*", "state.apply", "crane.clean", timeout=formula.APPLY_TIMEOUT)
+    assert formula.failures({m: formula._by_id(s) for m, s in cleaned.items()}) == {}
+
+
+PACKAGE_FILES = {
+    "deb": {
+        "cranectld": "CraneSched-{v}-Linux-x86_64-cranectld.deb",
+        "craned": "CraneSched-{v}-Linux-x86_64-craned.deb",
+        "frontend": "cranesched-frontend_{v}_amd64.deb",
+    },
+    "rpm": {
+        "cranectld": "CraneSched-{v}-Linux-x86_64-cranectld.rpm",
+        "craned": "CraneSched-{v}-Linux-x86_64-craned.rpm",
+        "frontend": "cranesched-frontend_{v}_amd64.rpm",
+    },
+}
+
+
+def method_pillar(cluster, method):
+    """The cluster's pillar with ``install:method`` ``files`` (the .deb files for Debian
+    nodes, the .rpm files for RPM nodes, from salt://) or ``binaries`` (from salt://)."""
+    version = cluster.spec.repo_versions[0]
+    urls = cluster.publish_install_files(version)
+    sls, top = rpm_pillar(cluster.spec)
+    install = sls["crane.cluster"]["crane"]["install"]
+    install["method"] = method
+    if method == "files":
+        for kind, owner in (("deb", "crane.cluster"), ("rpm", pillar.REDHAT_SLS)):
+            files = {
+                key: {"source": f"{urls[kind]}/{name.format(v=version)}"}
+                for key, name in PACKAGE_FILES[kind].items()
+            }
+            sls[owner]["crane"].setdefault("install", {})["files"] = files
+    else:
+        install["binaries"] = {"source": urls["binaries"]}
+    return sls, top
+
+
+@pytest.mark.parametrize("method", ["files", "binaries"])
+def test_install_method_from_bare_nodes_to_idle_and_back(rcluster, flow, method):
+    """Bare nodes → every node idle → re-apply 0 changes → test=True clean → crane.clean."""
+    if not flow.get("bare"):
+        pytest.skip("needs bare nodes from the previous step")
+    flow["bare"] = None
+    rcluster.write_pillar(*method_pillar(rcluster, method))
+    result = formula.timed_apply(rcluster, f"mixed cluster: {method}")
+    assert formula.failures(result) == {}
+    assert formula.results(result) == {True}
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    packaged = method == "files"
+    for node, package in RPM_NODES.items():
+        assert (rcluster.sh(node, f"rpm -q {package}").returncode == 0) == packaged, node
+    for node, package in DEB_NODES.items():
+        assert (rcluster.sh(node, f"dpkg -s {package}").returncode == 0) == packaged, node
+    assert rcluster.sh("login01", "/usr/bin/cinfo -v").stdout.startswith("CraneSched 1.1.2")
+    for node in ("cn01", "cn02"):
+        shown = rcluster.sh(node, "stat -c '%U %a' /usr/bin/craned /usr/libexec/csupervisor")
+        assert shown.stdout.split("\n")[:2] == ["root 755", "root 755"], node
+    again = formula.apply(rcluster)
+    assert formula.failures(again) == {}
+    assert formula.changed(again) == {}
+    dry = formula.apply(rcluster, test=True)
+    assert formula.changed(dry) == {}
+    assert formula.results(dry) == {True}
+    clean(rcluster)
+    for node in ("cn01", "cn02"):
+        assert rcluster.sh(node, "test -e /usr/bin/craned").returncode != 0, node
+    assert rcluster.sh("login01", "test -e /usr/bin/cinfo").returncode != 0
+    flow["bare"] = method
+
+
+def test_reapply_after_clean_brings_the_cluster_back(rcluster, flow):
+    if not flow.get("bare"):
+        pytest.skip("needs bare nodes from the previous step")
+    rcluster.write_pillar(*method_pillar(rcluster, flow["bare"]))
     result = formula.apply(rcluster)
     assert formula.failures(result) == {}
     formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
