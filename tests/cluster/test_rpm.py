@@ -15,6 +15,7 @@ from . import formula, pillar
 from .conftest import require_cluster_environment
 from .harness import Cluster
 from .spec import ClusterSpec, NodeSpec, env_spec
+from .test_upgrade import drains, jobs, salt_run
 
 pytestmark = pytest.mark.cluster
 
@@ -128,6 +129,64 @@ def test_second_apply_changes_nothing_and_dry_run_is_clean(rcluster, flow):
     assert formula.results(dry) == {True}
     assert pids == {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
     flow["idempotent"] = True
+
+
+def package_versions(cluster) -> dict:
+    """{node: version of its CraneSched package} as rpm or dpkg report it."""
+    found = {}
+    for node, package in RPM_NODES.items():
+        found[node] = cluster.sh(node, f"rpm -q --qf '%{{VERSION}}-%{{RELEASE}}' {package}").stdout
+    for node, package in DEB_NODES.items():
+        found[node] = cluster.sh(node, f"dpkg-query -W -f '${{Version}}' {package}").stdout
+    return found
+
+
+def publish(cluster, versions, broken=()):
+    """Serve these versions from both repositories (apt and yum)."""
+    from tests.cranesim.build import build_repo  # noqa: PLC0415
+    from tests.cranesim.rpm import build_rpm_repo  # noqa: PLC0415
+
+    build_repo(cluster.run_dir / "repo", list(versions), broken=list(broken))
+    build_rpm_repo(cluster.run_dir / "repo" / "rpm", list(versions), broken=list(broken))
+
+
+def test_rolling_upgrade_on_rpm_nodes_keeps_drain_and_job(rcluster, flow):
+    """The pillar says 1.1.3, dnf lists 1.1.3-1, craned registers as 1.1.3."""
+    _after(flow, "idempotent")
+    code, _, err = salt_run(rcluster, "saltutil.sync_all")  # runners and utils on the master
+    assert code == 0, err
+    rcluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk"', check=True)
+    rcluster.sh(CONTROL, "cranesim-job --node cn01 --seconds 20", check=True)
+    code, report, err = salt_run(rcluster, "crane.upgrade", "version=1.1.3", "batch=1")
+    assert code == 0, (report, err)
+    assert package_versions(rcluster) == {
+        CONTROL: "1.1.3-1",
+        "cn01": "1.1.3-1",
+        "cn02": "1.1.3",
+        "login01": "1.1.3",
+    }
+    details = rcluster.salt(CONTROL, "crane.show_node")[CONTROL]
+    assert {n: d["version"] for n, d in details.items()} == dict.fromkeys(COMPUTE, "1.1.3")
+    assert drains(rcluster) == {"cn02": "disk"}
+    assert {j["status"] for j in jobs(rcluster).values()} == {"Completed"}
+    rcluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=resume reason=""', check=True)
+    flow["upgraded"] = True
+
+
+def test_broken_rpm_stops_at_the_canary_and_a_fixed_repository_completes(rcluster, flow):
+    _after(flow, "upgraded")
+    publish(rcluster, ["1.1.2", "1.1.3"], broken=["1.1.4"])
+    code, report, _ = salt_run(rcluster, "crane.upgrade", "version=1.1.4", "batch=1")
+    assert code != 0
+    canary = next(iter(report["failed"]))
+    assert "csupervisor" in str(report["failed"][canary]), report
+    assert drains(rcluster)[canary].startswith("crane-formula: upgrade to 1.1.4")
+    assert sorted([canary, *report["not_reached"]]) == sorted(COMPUTE)
+    publish(rcluster, ["1.1.2", "1.1.3", "1.1.5"], broken=["1.1.4"])
+    code, report, err = salt_run(rcluster, "crane.upgrade", "version=1.1.5", "batch=1")
+    assert code == 0, (report, err)
+    assert set(package_versions(rcluster).values()) == {"1.1.5", "1.1.5-1"}
+    assert drains(rcluster) == {}
 
 
 def test_clean_removes_the_rpms(rcluster, flow):
