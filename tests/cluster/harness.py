@@ -29,7 +29,7 @@ import threading
 import time
 
 from . import pillar, procs, rootfs
-from .spec import ClusterSpec
+from .spec import RPM_REPO_DIR, ClusterSpec
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUN_ENV = "CRANE_FORMULA_RUN"
@@ -62,6 +62,17 @@ WantedBy=multi-user.target
 """
 
 
+# An RPM node's minion reports Rocky 9, so Salt loads its yum/dnf package module and the
+# formula its RedHat parameters (static grains in the minion config win over detected ones).
+ROCKY_GRAINS = {
+    "os_family": "RedHat",
+    "os": "Rocky",
+    "osmajorrelease": 9,
+    "osrelease": "9.4",
+    "osarch": "x86_64",  # rpm's name for it; Debian's dpkg says amd64
+}
+
+
 def run_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get(RUN_ENV, DEFAULT_RUN_ROOT))
 
@@ -89,6 +100,7 @@ class Cluster:
         self.log = log
         self.venv = _current_venv()
         self.rootfs: pathlib.Path | None = None
+        self.rootfs_by_family: dict[str, pathlib.Path] = {}
         self.timings: dict[str, float | None] = {}
         self.repo_is_simulator = False
         self._state: dict = {}
@@ -104,6 +116,10 @@ class Cluster:
             raise ClusterError(f"cluster {spec.name} is not running (no {cluster.run_dir})")
         cluster._state = state
         cluster.rootfs = pathlib.Path(state["rootfs"])
+        cluster.rootfs_by_family = {
+            family: pathlib.Path(path)
+            for family, path in state.get("rootfs_by_family", {"Debian": state["rootfs"]}).items()
+        }
         return cluster
 
     @property
@@ -136,7 +152,7 @@ class Cluster:
             raise ClusterError(f"a previous run left things behind: {left}")
         if left is not None:
             self.log(f"cleaned up a previous run in {self.run_dir}")
-        self.rootfs, self.timings["rootfs_build"] = rootfs.ensure_rootfs(log=self.log)
+        self._ensure_rootfs()
         self._check_interpreter()
         self._new_state()
         self._write_node_files()
@@ -191,6 +207,7 @@ class Cluster:
             "bridge": self.spec.bridge,
             "host_address": self.spec.host_address,
             "rootfs": str(self.rootfs),
+            "rootfs_by_family": {f: str(p) for f, p in self.rootfs_by_family.items()},
             "nodes": {},
             "services": [],
             "cgroups": [],
@@ -205,11 +222,25 @@ class Cluster:
 
     # --- preparation -------------------------------------------------------------------------
 
+    def _ensure_rootfs(self) -> None:
+        """The cached tree of each OS family the cluster's nodes use (RedHat: rpm + dnf)."""
+        built = []
+        for family in sorted(self.spec.families()):
+            tree, seconds = rootfs.ensure_rootfs(rootfs.RECIPES[family], log=self.log)
+            self.rootfs_by_family[family] = tree
+            built.append(seconds)
+        self.rootfs = self.rootfs_by_family.get("Debian") or next(
+            iter(self.rootfs_by_family.values())
+        )
+        done = [b for b in built if b is not None]
+        self.timings["rootfs_build"] = sum(done) if done else None
+
     def _check_interpreter(self) -> None:
         """The venv is bound into the nodes: the interpreter it points at must exist there."""
         target = pathlib.Path(os.path.realpath(self.venv / "bin" / "python"))
-        if not (self.rootfs / target.relative_to("/")).exists():
-            raise ClusterError(f"node rootfs has no {target}, which {self.venv} needs")
+        for tree in self.rootfs_by_family.values():
+            if not (tree / target.relative_to("/")).exists():
+                raise ClusterError(f"node rootfs has no {target}, which {self.venv} needs")
 
     def _write_node_files(self) -> None:
         etc = self.run_dir / "etc"
@@ -248,8 +279,10 @@ class Cluster:
 
     def _minion_config(self, hostname: str) -> str:
         publish, ret = self.spec.salt_ports
+        grains = ROCKY_GRAINS if self.spec.node(hostname).family == "RedHat" else {}
         return json.dumps(
             {
+                **({"grains": grains} if grains else {}),
                 "id": hostname,
                 "master": self.spec.host_address,
                 "publish_port": publish,
@@ -289,11 +322,21 @@ class Cluster:
         """Rebuild the served repository in place, with ``broken`` simulator versions (their
         craned lacks csupervisor) besides the spec's versions; ``()`` removes them again."""
         build_apt_repo(self.run_dir / "repo", self.spec.repo_versions, broken)
+        self._build_rpm_repo(broken)
+
+    def _build_rpm_repo(self, broken: tuple[str, ...] = ()) -> None:
+        """The yum repository of RedHat nodes, beside the apt one (only when a node needs it)."""
+        if "RedHat" in self.spec.families():
+            from tests.cranesim.rpm import build_rpm_repo  # noqa: PLC0415 - needs rpmbuild
+
+            out = self.run_dir / "repo" / RPM_REPO_DIR
+            build_rpm_repo(out, list(self.spec.repo_versions), list(broken))
 
     def _serve_repo(self) -> None:
         """Build the apt repository (simulator packages when available) and serve it."""
         repo = self.run_dir / "repo"
         repo, self.repo_is_simulator = build_apt_repo(repo, self.spec.repo_versions)
+        self._build_rpm_repo()
         if not self.repo_is_simulator:
             self.log("tests/cranesim/build.py not found: serving an empty apt repository")
         cmd = [sys.executable, "-m", "http.server", "--bind", self.spec.host_address]
@@ -307,7 +350,32 @@ class Cluster:
     def master_dir(self) -> pathlib.Path:
         return self.run_dir / "master"
 
+    @property
+    def fileserver_dir(self) -> pathlib.Path:
+        """Served as ``salt://`` after the formula: see :meth:`publish_install_files`."""
+        return self.run_dir / "fileserver"
+
+    def publish_install_files(self, version: str) -> dict[str, str]:
+        """Put one version's package files and single-file binaries under ``salt://``, for the
+        ``files`` and ``binaries`` install methods: ``salt://crane-packages/{deb,rpm}/<file>``
+        and ``salt://crane-binaries/<program>``.  Returns {"deb"|"rpm"|"binaries": salt URL}."""
+        from tests.cranesim import build  # noqa: PLC0415 - the simulator, built elsewhere
+
+        packages = self.fileserver_dir / "crane-packages"
+        for kind, pattern in (("deb", f"*{version}*.deb"), ("rpm", f"*{version}*.rpm")):
+            source = self.run_dir / "repo" / (RPM_REPO_DIR if kind == "rpm" else "")
+            (packages / kind).mkdir(parents=True, exist_ok=True)
+            for path in source.glob(pattern):
+                shutil.copyfile(path, packages / kind / path.name)
+        build.build_binaries(self.fileserver_dir / "crane-binaries", version)
+        return {
+            "deb": "salt://crane-packages/deb",
+            "rpm": "salt://crane-packages/rpm",
+            "binaries": "salt://crane-binaries",
+        }
+
     def _start_master(self) -> None:
+        self.fileserver_dir.mkdir(parents=True, exist_ok=True)
         root = self.master_dir / "root"
         publish, ret = self.spec.salt_ports
         config = {
@@ -326,7 +394,11 @@ class Cluster:
             "auto_accept": True,
             "worker_threads": 4,
             "file_roots": {
-                "base": [str(self.repo_root / "salt" / "states"), str(self.repo_root / "salt")]
+                "base": [
+                    str(self.repo_root / "salt" / "states"),
+                    str(self.repo_root / "salt"),
+                    str(self.fileserver_dir),
+                ]
             },
             "pillar_roots": {"base": [str(self.run_dir / "pillar")]},
             "ext_pillar": [],
@@ -380,7 +452,7 @@ class Cluster:
         cmd = [
             "systemd-nspawn",
             "--quiet",
-            f"--directory={self.rootfs}",
+            f"--directory={self.rootfs_by_family[self.spec.node(hostname).family]}",
             f"--machine={self.spec.machine_name(hostname)}",
             f"--hostname={hostname}",
             "--boot",

@@ -15,6 +15,7 @@ import yaml
 from .spec import ClusterSpec
 
 DATABASE_SLS = "crane.database"
+REDHAT_SLS = "crane.redhat_nodes"
 
 
 def load_example(repo_root: pathlib.Path) -> dict[str, dict]:
@@ -73,6 +74,8 @@ def cluster_pillar(spec: ClusterSpec, repo_root: pathlib.Path) -> tuple[dict[str
     _point_repo_at(sls, spec.repo_url())
     _simulator_runtime(sls)
     _container_node_prerequisites(sls)
+    if "RedHat" in spec.families():
+        sls[REDHAT_SLS] = redhat_overrides(spec)
     return sls, top_for(spec, sls)
 
 
@@ -87,6 +90,23 @@ def _container_node_prerequisites(sls: dict[str, dict]) -> None:
     # and no MongoDB (the simulator's cranectld does not connect to one): test_prereq starts a
     # listener for the preflight
     crane.setdefault("mongodb", {})["preflight"] = False
+
+
+# The same runtime under the names Rocky 9 gives it (an RPM node's image has these in rpm's
+# database, as a Rocky image would).
+SIMULATOR_RUNTIME_RPM = ["python3", "python3-pyyaml"]
+
+
+def redhat_overrides(spec: ClusterSpec) -> dict:
+    """What differs for RPM nodes: the yum repository (unsigned) and the runtime's names."""
+    return {
+        "crane": {
+            "install": {"repo": {"url": spec.repo_url("RedHat"), "gpgcheck": False}},
+            "runtime_packages": {
+                key: list(SIMULATOR_RUNTIME_RPM) for key in ("cranectld", "craned", "frontend")
+            },
+        }
+    }
 
 
 # The simulator's programs are Python: what they need at run time replaces CraneSched's
@@ -117,11 +137,15 @@ def _point_repo_at(sls: dict[str, dict], url: str) -> None:
 
 def top_for(spec: ClusterSpec, sls: dict[str, dict]) -> dict:
     """Every SLS for every node, except the database SLS: control nodes only."""
-    common = sorted(name for name in sls if name != DATABASE_SLS)
+    common = sorted(name for name in sls if name not in (DATABASE_SLS, REDHAT_SLS))
     top = {"*": common}
     if DATABASE_SLS in sls:
         for control in spec.hostnames("control"):
             top[control] = [DATABASE_SLS]
+    if REDHAT_SLS in sls:
+        for node in spec.nodes:
+            if node.family == "RedHat":
+                top.setdefault(node.hostname, []).append(REDHAT_SLS)
     return {"base": top}
 
 

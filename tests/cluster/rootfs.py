@@ -15,6 +15,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
 import time
 
 CACHE_ENV = "CRANE_FORMULA_CACHE"
@@ -58,6 +59,31 @@ RECIPE = {
     },
     "layout": 1,
 }
+
+
+# An RPM node: the same Debian base plus rpm and dnf (Debian's packages), whose rpm database
+# is told by file-less packages what the base already has, as a Rocky 9 image has it installed:
+# the shell CraneSched's %post needs, the simulator's Python runtime under Rocky's package
+# names, and the release number dnf reads for $releasever.
+RPM_RECIPE = {
+    **RECIPE,
+    "packages": [*RECIPE["packages"], "rpm", "dnf"],
+    "empty_dirs": [*RECIPE["empty_dirs"], "etc/yum.repos.d"],
+    "files": {
+        **RECIPE["files"],
+        # No metadata caching across runs, and no network look-ups of absent repositories.
+        # Debian's rpm keeps its database in $HOME/.rpmdb; Rocky's (and the minion's) is here.
+        "etc/rpm/macros.dbpath": "%_dbpath /var/lib/rpm\n",
+        "etc/dnf/dnf.conf": "[main]\ngpgcheck=1\ninstallonly_limit=3\nbest=True\n"
+        "skip_if_unavailable=False\nreposdir=/etc/yum.repos.d\n",
+    },
+    "rpm_base": {
+        "cranesim-node-provides": ["/bin/sh", "/bin/bash", "system-release(releasever) = 9"],
+        "python3": [],
+        "python3-pyyaml": [],
+    },
+}
+RECIPES = {"Debian": RECIPE, "RedHat": RPM_RECIPE}
 
 
 def cache_root() -> pathlib.Path:
@@ -111,7 +137,7 @@ def ensure_rootfs(recipe: dict = RECIPE, log=print) -> tuple[pathlib.Path, float
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        _prune_unused(target)
+        _prune_unused({target, *(cached_path(r) for r in RECIPES.values())})
         return target, time.monotonic() - started
 
 
@@ -121,11 +147,11 @@ def _remove_stale_builds(root: pathlib.Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _prune_unused(keep: pathlib.Path) -> None:
+def _prune_unused(keep: set[pathlib.Path]) -> None:
     """Delete trees of older recipes that no running process (node) refers to."""
     in_use = _paths_in_command_lines()
-    for tree in keep.parent.iterdir():
-        if tree != keep and is_built(tree) and not any(str(tree) in cmd for cmd in in_use):
+    for tree in cache_root().iterdir():
+        if tree not in keep and is_built(tree) and not any(str(tree) in cmd for cmd in in_use):
             shutil.rmtree(tree, ignore_errors=True)
 
 
@@ -166,10 +192,31 @@ def _post_steps(root: pathlib.Path, recipe: dict) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
+    _rpm_base(root, recipe.get("rpm_base", {}))
     _systemctl(root, "enable", recipe["enable_units"])
     _systemctl(root, "mask", recipe["mask_units"])
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
+
+
+def _rpm_base(root: pathlib.Path, stubs: dict) -> None:
+    """Initialise the tree's rpm database with the recipe's file-less base packages."""
+    if not stubs:
+        return
+    from tests.cranesim import rpm  # noqa: PLC0415 - only RPM nodes need rpmbuild
+
+    if not rpm.available():
+        raise RuntimeError("RPM nodes need rpmbuild and createrepo_c on this host")
+    base = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run([*base, "--initdb"], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for name, provides in sorted(stubs.items()):
+            path = pathlib.Path(tmp) / f"{name}.rpm"
+            path.write_bytes(rpm.stub_package(name, provides))
+            files.append(str(path))
+        cmd = [*base, "-i", "--nodeps", "--noscripts", *files]
+        subprocess.run(cmd, check=True, capture_output=True)
 
 
 def _systemctl(root: pathlib.Path, verb: str, units: list[str]) -> None:

@@ -7,19 +7,27 @@ import ipaddress
 import os
 
 ROLES = ("control", "compute", "login")
+# Debian: a Debian node.  RedHat: the same Debian base whose CraneSched packages are managed
+# only by rpm and dnf, and whose minion reports Rocky 9 (see tests/cluster/README.md).
+FAMILIES = ("Debian", "RedHat")
+RPM_REPO_DIR = "rpm"  # the yum repository, a subdirectory of the served apt repository
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
-    """One node: its hostname, a role hint (for the generated pillar) and its fake GPUs."""
+    """One node: its hostname, a role hint (for the generated pillar), its fake GPUs and its
+    OS family."""
 
     hostname: str
     role: str = "compute"
     gpus: int = 0
+    family: str = "Debian"
 
     def __post_init__(self):
         if self.role not in ROLES:
             raise ValueError(f"{self.hostname}: role {self.role!r} is not one of {ROLES}")
+        if self.family not in FAMILIES:
+            raise ValueError(f"{self.hostname}: family {self.family!r} is not one of {FAMILIES}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +75,17 @@ class ClusterSpec:
     def hostnames(self, role: str | None = None) -> list[str]:
         return [n.hostname for n in self.nodes if role is None or n.role == role]
 
+    def families(self) -> set[str]:
+        return {n.family for n in self.nodes}
+
     def machine_name(self, hostname: str) -> str:
         """Name given to systemd-nspawn (unique per cluster, so veth names differ)."""
         return f"{self.name}-{hostname}"
 
-    def repo_url(self) -> str:
-        return f"http://{self.host_address}:{self.http_port}/"
+    def repo_url(self, family: str = "Debian") -> str:
+        """The apt repository, or for RedHat nodes the yum repository beside it."""
+        base = f"http://{self.host_address}:{self.http_port}/"
+        return base + RPM_REPO_DIR + "/" if family == "RedHat" else base
 
 
 DEMO_NODES = (

@@ -63,6 +63,36 @@ def test_placeholder_pillar_when_example_is_missing(tmp_path):
     assert top["base"]["cranectl"] == ["crane.database"]
 
 
+def test_rpm_nodes_get_the_yum_repository_and_rocky_runtime_names(tmp_path):
+    nodes = (
+        NodeSpec("cranectl", "control", family="RedHat"),
+        NodeSpec("cn01", family="RedHat"),
+        NodeSpec("cn02"),
+    )
+    spec = ClusterSpec("x", nodes, "x0", "10.1.2.0/24")
+    assert spec.repo_url("RedHat") == "http://10.1.2.1:8080/rpm/"
+    sls, top = pillar.cluster_pillar(spec, tmp_path)
+    rpm = sls[pillar.REDHAT_SLS]["crane"]
+    assert rpm["install"]["repo"] == {"url": spec.repo_url("RedHat"), "gpgcheck": False}
+    assert rpm["runtime_packages"]["craned"] == ["python3", "python3-pyyaml"]
+    assert top["base"]["cranectl"] == ["crane.database", pillar.REDHAT_SLS]
+    assert top["base"]["cn01"] == [pillar.REDHAT_SLS]
+    assert "cn02" not in top["base"]
+    with pytest.raises(ValueError, match="family"):
+        NodeSpec("n3", family="Arch")
+
+
+def test_debian_only_cluster_has_no_rpm_pillar(tmp_path):
+    sls, _ = pillar.cluster_pillar(demo_spec(), tmp_path)
+    assert pillar.REDHAT_SLS not in sls
+
+
+def test_rpm_recipe_is_the_debian_base_plus_rpm_and_dnf():
+    assert rootfs.recipe_hash(rootfs.RPM_RECIPE) != rootfs.recipe_hash(rootfs.RECIPE)
+    assert set(rootfs.RPM_RECIPE["packages"]) - set(rootfs.RECIPE["packages"]) == {"rpm", "dnf"}
+    assert "/bin/sh" in rootfs.RPM_RECIPE["rpm_base"]["cranesim-node-provides"]
+
+
 def test_write_tree_replaces_old_files(tmp_path):
     pillar.write_tree(tmp_path, {"crane.old": {"a": 1}}, {"base": {"*": ["crane.old"]}})
     pillar.write_tree(tmp_path, {"crane.cluster": {"crane": {"v": 2}}}, {"base": {}})

@@ -17,6 +17,7 @@ import io
 import lzma
 import pathlib
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -349,6 +350,50 @@ def build_repo(out_dir, versions, broken=(), arch="amd64"):
     (out / "Packages.gz").write_bytes(packages_gz)
     files = [("Packages", index), ("Packages.gz", packages_gz)]
     (out / "Release").write_text(_release(files, arch))
+    return out
+
+
+# --------------------------------------------------------------------------- binaries
+def binary_bytes(program, reported):
+    """One program as a single file, the way the guide copies CraneSched's binaries by hand:
+    a Python zip application (shebang + zip of the simulator), so it needs no library tree."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        members = {f"cranesim/{src.name}": src.read_bytes() for src in LIBRARY.glob("*.py")}
+        members["cranesim/_version.py"] = f'VERSION = "{reported}"\n'.encode()
+        members["__main__.py"] = _binary_main(program).encode()
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            archive.writestr(info, members[name])
+    return b"#!/usr/bin/python3 -IB\n" + buffer.getvalue()
+
+
+def _binary_main(program):
+    if program not in SIMULATED:
+        return (
+            "import sys\nfrom cranesim import frontend\n\n"
+            'if sys.argv[1:2] in (["-v"], ["--version"]):\n'
+            "    print(frontend.version_text())\n    sys.exit(0)\n"
+            f'sys.stderr.write("{program} is not simulated by cranesim.\\n")\nsys.exit(1)\n'
+        )
+    call = f'sys.exit(run("{program}", sys.argv[1:]))'
+    return f"import sys\nfrom cranesim.__main__ import run\n\n{call}\n"
+
+
+BINARIES = ["cranectld", "craned", "csupervisor", *FRONTEND_TOOLS]
+
+
+def build_binaries(out_dir, spec):
+    """The programs of one version (``PKG`` or ``PKG=REPORTED``) as single files in
+    ``out_dir`` (mode 0755), for ``install:method: binaries``; returns ``out_dir``."""
+    version, reported = split_version(spec)
+    shown = reported_version(version, reported)
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for program in BINARIES:
+        (out / program).write_bytes(binary_bytes(program, shown))
+        (out / program).chmod(0o755)
     return out
 
 

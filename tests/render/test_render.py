@@ -85,18 +85,29 @@ def test_daemons_per_role(minion, os_name):
 
 
 @pytest.mark.parametrize(
-    ("os_name", "names"),
+    ("os_name", "names", "pin"),
     [
-        ("debian12", {"cranesched-cranectld", "cranesched-frontend"}),
-        ("ubuntu2204", {"cranesched-cranectld", "cranesched-frontend"}),
-        ("rocky9", {"CraneSched-cranectld", "cranesched-frontend"}),
-        ("centos7", {"CraneSched-cranectld", "cranesched-frontend"}),
+        ("debian12", {"cranesched-cranectld", "cranesched-frontend"}, "1.1.2"),
+        ("ubuntu2204", {"cranesched-cranectld", "cranesched-frontend"}, "1.1.2"),
+        # rpm reports version-release: any release of 1.1.2, never 1.1.20
+        ("rocky9", {"CraneSched-cranectld", "cranesched-frontend"}, "1.1.2-*"),
+        ("centos7", {"CraneSched-cranectld", "cranesched-frontend"}, "1.1.2-*"),
     ],
 )
-def test_control_packages_are_pinned(minion, os_name, names):
+def test_control_packages_are_pinned(minion, os_name, names, pin):
     state = args(render(minion, os_name, "control")["crane-package-install-pkg-installed"])
     pinned = {k: v for item in state["pkgs"] for k, v in item.items()}
-    assert pinned == {name: "1.1.2" for name in names}
+    assert pinned == dict.fromkeys(names, pin)
+
+
+def test_an_explicit_rpm_release_is_pinned_as_given(minion):
+    pillar = pillar_for("repo", control=True)
+    pillar["crane"]["version"] = "1.1.2-1"
+    result = minion.call(
+        "state.show_sls", "crane", grains=node_grains("rocky9", "cranectl"), pillar=pillar
+    )
+    state = args(result["crane-package-install-pkg-installed"])
+    assert {v for item in state["pkgs"] for v in item.values()} == {"1.1.2-1"}
 
 
 def test_debian_repo_line_and_redhat_baseurl(minion):

@@ -236,3 +236,31 @@ def test_reported_version_comes_from_the_version_file(tmp_path, spec, package, r
         assert len(value) == 7 and int(value, 16) >= 0 and value != package
     else:
         assert shown == f"Version: {reported}\n"
+
+
+def test_binaries_are_single_files_that_run_anywhere(tmp_path):
+    """``install:method: binaries``: each program stands alone (no library tree), 0755."""
+    out = build.build_binaries(tmp_path / "bin", "1.1.3=1.1.3.1")
+    assert sorted(os.listdir(out)) == sorted(build.BINARIES)
+    assert all(os.stat(out / name).st_mode & 0o777 == 0o755 for name in build.BINARIES)
+    env = {"PATH": os.environ.get("PATH", "")}
+    craned = subprocess.run(
+        [sys.executable, str(out / "craned"), "-v"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert craned.stdout == "Version: 1.1.3.1\n"
+    cqueue = subprocess.run(
+        [sys.executable, str(out / "cqueue")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert cqueue.returncode == 1 and "not simulated" in cqueue.stderr
+    again = build.build_binaries(tmp_path / "again", "1.1.3=1.1.3.1")
+    assert (out / "craned").read_bytes() == (again / "craned").read_bytes()

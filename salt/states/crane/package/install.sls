@@ -123,7 +123,10 @@ crane-package-install-pkg-installed:
 {%-   if method == "repo" %}
     - pkgs:
 {%-     for key, pkg in crane.packages.items() %}
-      - {{ pkg.name }}{{ (": " ~ (pkg.version | json)) if pkg.version else "" }}
+{#-       rpm reports version-release (1.1.2-1) and RPM versions hold no "-": a pillar
+          version without a release pins any release of it (Salt resolves the wildcard). #}
+{%-       set pin = pkg.version ~ ("-*" if grains.os_family == "RedHat" and pkg.version and "-" not in pkg.version else "") %}
+      - {{ pkg.name }}{{ (": " ~ (pin | json)) if pin else "" }}
 {%-     endfor %}
     - require:
       - crane: crane-package-version-checked
