@@ -18,5 +18,5 @@ crane-mongodb-reachable:
       - crane: crane-validate-config
     - require_in:
       - file: crane-config-file-config-file-managed
-      - file: crane-config-file-database-file-managed
+      - crane: crane-config-file-database-file-managed
 {%- endif %}
