@@ -197,7 +197,7 @@ def test_mongodb_preflight_on_control_before_its_files(minion, os_name):
     assert gate["name"] == "cranectl"
     assert gate["require_in"] == [
         CONFIG_FILE,
-        {"file": "crane-config-file-database-file-managed"},
+        {"crane": "crane-config-file-database-file-managed"},
     ]
     assert "change-me" not in repr(gate)  # the module reads the secrets from the pillar
     for role in ("compute", "login"):
