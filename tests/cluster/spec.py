@@ -8,7 +8,7 @@ import os
 
 ROLES = ("control", "compute", "login")
 # Debian: a Debian node.  RedHat: the same Debian base whose CraneSched packages are managed
-# only by rpm and dnf, and whose minion reports Rocky 9 (see tests/cluster/README.md).
+# only by rpm and dnf, and whose minion reports Rocky 9 (README.md, "Tests").
 FAMILIES = ("Debian", "RedHat")
 RPM_REPO_DIR = "rpm"  # the yum repository, a subdirectory of the served apt repository
 
