@@ -1125,7 +1125,23 @@ def _setting_problem(path, key, value, defaults, warnings):
     problem = _setting_type_problem(default, value)
     if problem is None and relative in FORMULA_CHOICES and value not in FORMULA_CHOICES[relative]:
         problem = f"'{value}' must be one of {', '.join(FORMULA_CHOICES[relative])}"
+    if problem is None and relative == "firewall_sources":
+        problem = "; ".join(_cidr_problems(value)) or None
     return problem
+
+
+def _cidr_problems(sources):
+    """Why entries of ``crane:firewall_sources`` are not networks in CIDR form."""
+    problems = []
+    for item in sources or ():
+        if not isinstance(item, str):
+            problems.append(f"{item!r} is not a network in CIDR form: quote it, e.g. '10.0.0.0/24'")
+            continue
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError as exc:
+            problems.append(f"'{item}' is not a network in CIDR form, e.g. 10.0.0.0/24 ({exc})")
+    return problems
 
 
 def _setting_type_problem(default, value):
