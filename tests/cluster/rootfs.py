@@ -36,6 +36,8 @@ RECIPE = {
         "procps",
         "python3",
         "python3-yaml",
+        # installed, not enabled (ufw.conf ENABLED=no): a test enables it (test_rpm.py)
+        "ufw",
     ],
     # Nodes get their sources from the formula (our local repository), never the internet.
     "empty_files": ["etc/apt/sources.list", "etc/machine-id"],
@@ -68,6 +70,11 @@ RECIPE = {
 RPM_RECIPE = {
     **RECIPE,
     "packages": [*RECIPE["packages"], "rpm", "dnf"],
+    # firewalld, as Rocky has it; stopped at boot, a test starts it (test_rpm.py).  Its
+    # polkitd fails to configure inside debootstrap (its postinst needs the system's
+    # sysusers and D-Bus), so apt installs it into the finished tree.
+    "apt_packages": ["firewalld"],
+    "disable_units": ["firewalld.service"],
     "empty_dirs": [*RECIPE["empty_dirs"], "etc/yum.repos.d"],
     "files": {
         **RECIPE["files"],
@@ -181,6 +188,7 @@ def _debootstrap(dest: pathlib.Path, recipe: dict) -> None:
 
 def _post_steps(root: pathlib.Path, recipe: dict) -> None:
     """Turn a fresh debootstrap tree into a test node image."""
+    _apt_install(root, recipe["suite"], recipe.get("apt_packages", []))
     for rel in recipe["empty_files"]:
         (root / rel).write_text("")
     for rel in recipe["empty_dirs"]:
@@ -195,8 +203,30 @@ def _post_steps(root: pathlib.Path, recipe: dict) -> None:
     _rpm_base(root, recipe.get("rpm_base", {}))
     _systemctl(root, "enable", recipe["enable_units"])
     _systemctl(root, "mask", recipe["mask_units"])
+    _systemctl(root, "disable", recipe.get("disable_units", []))
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
+
+
+def _apt_install(root: pathlib.Path, suite: str, packages: list[str]) -> None:
+    """apt-get install inside the tree, run as a container (its maintainer scripts see a
+    system with /proc, users and D-Bus tools, which a debootstrap chroot lacks)."""
+    if not packages:
+        return
+    mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
+    (root / "etc/apt/sources.list").write_text(f"deb {mirror} {suite} main\n")
+    script = (
+        "apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+        "apt-get install -y -q --no-install-recommends " + " ".join(packages)
+    )
+    machine = f"crane-formula-build-{os.getpid()}"
+    cmd = ["systemd-nspawn", "--quiet", f"--directory={root}", f"--machine={machine}"]
+    cmd += ["--register=no", "--keep-unit", "--pipe", "/bin/sh", "-c", script]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with contextlib.suppress(OSError):
+        (pathlib.Path("/run/systemd/nspawn/propagate") / machine).rmdir()
+    if proc.returncode != 0:
+        raise RuntimeError(f"apt-get install {packages} failed:\n{proc.stdout[-3000:]}")
 
 
 def _rpm_base(root: pathlib.Path, stubs: dict) -> None:
