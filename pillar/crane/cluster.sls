@@ -19,6 +19,13 @@ crane:
   verify:
     enabled: true
     timeout: 180
+  # Open each node's CraneSched ports where ufw or firewalld is active (only the formula's
+  # own rules; crane.clean removes them and nothing else). Default: from anywhere; a list of
+  # networks opens them only from there, e.g. [10.0.0.0/24]. firewalld: the zone to open
+  # them in ("": the default zone).
+  firewall: true
+  firewall_sources: []
+  firewall_zone: ""
   gres:
     # true: each Nodes group without its own gres gets what its nodes discover, published
     # through the Salt mine (crane/mine.sls); a group whose nodes disagree or sent no data
