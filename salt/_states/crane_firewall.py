@@ -119,10 +119,9 @@ def _firewalld(name, rules, zone):
     zone = zone or _run(["firewall-cmd", "--get-default-zone"])[1].strip()
     if rules and zone not in listing["permanent"]:
         known = ", ".join(sorted(listing["permanent"]))
-        return _ret(
-            name, False, f"crane:firewall_zone: no firewalld zone '{zone}' (zones: {known})"
-        )
-    networks = [net for net, _ in rules]
+        text = f"crane:firewall_zone: no firewalld zone '{zone}' on this node (zones: {known})"
+        return _ret(name, False, text)
+    networks = list(dict.fromkeys(net for net, _ in rules))
     ports = sorted({port for _, port in rules})
     commands, added, removed = fw["crane_firewall.firewalld_changes"](
         listing["permanent"], zone, networks, _service_ports(), ports

@@ -349,6 +349,19 @@ def test_firewalld_sources_in_a_named_zone_and_clean_leaves_the_rest():
     assert fake.runtime["public"]["services"] == ["http"]
 
 
+def test_firewalld_one_rich_rule_per_network_for_all_ports():
+    fake = FakeFirewalld()
+    sources = ["10.0.0.0/24", "fd00::/64"]
+    ret = firewalld_states(fake).opened("ports", "firewalld", [10011, 10013], sources=sources)
+    assert ret["result"] is True, ret
+    assert fake.service == [10011, 10013]
+    assert fake.runtime["public"]["rich"] == [
+        fw.rich_rule(ipaddress.ip_network(source)) for source in sources
+    ]
+    again = firewalld_states(fake).opened("ports", "firewalld", [10011, 10013], sources=sources)
+    assert again["changes"] == {}
+
+
 def test_firewalld_unknown_zone_fails_naming_the_setting():
     ret = firewalld_states(FakeFirewalld()).opened("ports", "firewalld", [10010], zone="lan")
     assert ret["result"] is False
