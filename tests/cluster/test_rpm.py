@@ -2,12 +2,18 @@
 next to Debian compute and login nodes: the formula's RedHat and Debian paths with each
 install method (``repo``, then ``files``: the .rpm/.deb files from salt://, then
 ``binaries``: the guide's manual copy), each from bare nodes to every node idle, idempotent,
-a clean dry run, ``crane.clean``; finally a re-apply after the last clean.
+a clean dry run, ``crane.clean``; then a re-apply after the last clean.  Last, live
+firewalls on the same nodes: firewalld on the RPM nodes, ufw (default deny incoming) on the
+Debian ones.
 
 One ordered flow on one cluster; a failed step skips the rest.
 """
 
 from __future__ import annotations
+
+import ipaddress
+import json
+import socket
 
 import pytest
 
@@ -279,3 +285,194 @@ def test_reapply_after_clean_brings_the_cluster_back(rcluster, flow):
     result = formula.apply(rcluster)
     assert formula.failures(result) == {}
     formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    flow["converged"] = True
+
+
+# --- live firewalls ----------------------------------------------------------------------------
+
+UFW_NODES = ("cn02", "login01")
+FIREWALLD_NODES = (CONTROL, "cn01")
+ROLE_PORTS = {CONTROL: [10011, 10013], "cn01": [10010], "cn02": [10010], "login01": [10012]}
+UNNEEDED = 10012  # no compute node's port: it stays closed there
+OWN_RULE = "comment 'crane-formula'"
+
+
+def firewall_pillar(cluster, flow, **firewall):
+    """The pillar the cluster runs with (the last install method), with ``crane:firewall*``
+    settings and a short verify wait (the first step expects nodes down)."""
+    method = flow.get("bare")
+    sls, top = method_pillar(cluster, method) if method else rpm_pillar(cluster.spec)
+    crane = sls["crane.cluster"]["crane"]
+    crane["verify"] = {"enabled": True, "timeout": 20, "interval": 2}
+    crane.update(firewall)
+    return sls, top
+
+
+def reachable(cluster, source, node, port) -> bool:
+    """A TCP connection from ``source`` (a node, or None for this host) to node:port."""
+    if source is None:
+        with socket.socket() as sock:
+            sock.settimeout(3)
+            return sock.connect_ex((cluster.spec.address(node), port)) == 0
+    probe = "python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(3); "
+    probe += "sys.exit(s.connect_ex((sys.argv[1], int(sys.argv[2]))))' "
+    return cluster.sh(source, probe + f"{node} {port}").returncode == 0
+
+
+def listening(cluster, node, port):
+    """A listener on node:port that is no CraneSched daemon (stopped by the caller)."""
+    unit = f"probe-{port}"
+    cluster.sh(node, f"systemd-run --unit={unit} python3 -m http.server {port}", check=True)
+    formula.wait_for(
+        f"{node}:{port} listening", lambda: reachable(cluster, node, "127.0.0.1", port)
+    )
+    return unit
+
+
+def ufw_added(cluster, node) -> list[str]:
+    """ufw's rules as ``ufw`` command lines (it prints "(None)" when there are none)."""
+    lines = cluster.sh(node, "ufw show added", check=True).stdout.splitlines()[1:]
+    return [line for line in lines if line != "(None)"]
+
+
+def service_ports(cluster, node) -> str:
+    """The ports of the formula's firewalld service ('' when there is none)."""
+    return cluster.sh(node, "firewall-cmd --permanent --service=crane-formula --get-ports").stdout
+
+
+def health(cluster):
+    proc = cluster.salt_cli("--out=json", "--timeout=60", CONTROL, "crane.health")
+    return proc.returncode, json.loads(proc.stdout)[CONTROL]
+
+
+def test_live_firewalls_without_the_formula_rules_nodes_are_down_and_named(rcluster, flow):
+    """The guide's first troubleshooting step: craned cannot reach cranectld through the
+    control node's firewall (restarted as after a reboot: established connections pass)."""
+    rcluster.write_pillar(*firewall_pillar(rcluster, flow, firewall=False))
+    for node in UFW_NODES:
+        rcluster.sh(node, "ufw default deny incoming && ufw --force enable", check=True)
+        assert "Status: active" in rcluster.sh(node, "ufw status").stdout, node
+    for node in FIREWALLD_NODES:
+        rcluster.sh(node, "systemctl start firewalld", check=True)
+        assert rcluster.sh(node, "firewall-cmd --state").stdout.strip() == "running", node
+    # Connections opened before the firewall started were never tracked: their packets look
+    # INVALID to it (window scaling unseen) and are dropped, so the minions' connections to the
+    # master die.  Restart the minions, as on nodes booted with their firewall.
+    for node in rcluster.spec.hostnames():
+        rcluster.sh(node, "systemctl restart salt-minion", check=True)
+    rcluster.wait_for_minions(rcluster.spec.hostnames())
+    rcluster.sh(CONTROL, "systemctl restart cranectld", check=True)
+    result = formula.apply(rcluster)
+    failed = formula.failures(result)
+    assert set(failed) == {CONTROL}, failed
+    assert set(failed[CONTROL]) == {"crane-verify-nodes-ready"}, failed
+    assert "cn01" in failed[CONTROL]["crane-verify-nodes-ready"]
+    assert "cn02" in failed[CONTROL]["crane-verify-nodes-ready"]
+    code, answer = health(rcluster)
+    assert code != 0
+    assert {"cn01", "cn02"} <= set(answer["down"]) | set(answer["missing"]), answer
+    flow["firewalls"] = True
+
+
+def test_the_formula_opens_exactly_the_role_ports_and_every_node_is_idle(rcluster, flow):
+    _after(flow, "firewalls")
+    rcluster.write_pillar(*firewall_pillar(rcluster, flow))
+    result = formula.apply(rcluster)
+    assert formula.failures(result) == {}
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    for node in UFW_NODES:
+        assert ufw_added(rcluster, node) == [
+            f"ufw allow {port}/tcp {OWN_RULE}" for port in ROLE_PORTS[node]
+        ]
+    for node in FIREWALLD_NODES:
+        wanted = " ".join(f"{port}/tcp" for port in ROLE_PORTS[node])
+        assert service_ports(rcluster, node).strip() == wanted, node
+        services = rcluster.sh(node, "firewall-cmd --list-services", check=True).stdout.split()
+        assert "crane-formula" in services, node
+    assert reachable(rcluster, CONTROL, "cn02", 10010)
+    assert reachable(rcluster, "cn02", CONTROL, 10011)
+    for node, source in (("cn02", CONTROL), ("cn01", "cn02")):
+        unit = listening(rcluster, node, UNNEEDED)
+        assert not reachable(rcluster, source, node, UNNEEDED), f"{node}:{UNNEEDED} is open"
+        rcluster.sh(node, f"systemctl stop {unit}")
+    again = formula.apply(rcluster)
+    assert formula.failures(again) == {}
+    assert formula.changed(again) == {}
+    dry = formula.apply(rcluster, test=True)
+    assert formula.changed(dry) == {}
+    assert formula.results(dry) == {True}
+    flow["opened"] = True
+
+
+def nodes_network(cluster) -> str:
+    """A CIDR holding every node (.11 upwards) but not this host's bridge address (.1)."""
+    first = ipaddress.ip_address(cluster.spec.address(cluster.spec.hostnames()[0]))
+    return str(ipaddress.ip_network(f"{first}/29", strict=False))
+
+
+def test_a_bad_source_cidr_fails_naming_the_key_before_anything_changes(rcluster, flow):
+    _after(flow, "opened")
+    rcluster.write_pillar(*firewall_pillar(rcluster, flow, firewall_sources=["10.213.0.1/16"]))
+    result = formula.apply(rcluster)
+    assert set(formula.failures(result)) == set(rcluster.spec.hostnames())
+    for minion, states in result.items():
+        assert "crane:firewall_sources: '10.213.0.1/16'" in str(states), minion
+        assert formula.changed({minion: states}) == {}, minion
+    assert ufw_added(rcluster, "cn02") == [f"ufw allow 10010/tcp {OWN_RULE}"]
+
+
+def test_with_source_cidrs_a_connection_from_outside_is_refused(rcluster, flow):
+    _after(flow, "opened")
+    network = nodes_network(rcluster)
+    rcluster.write_pillar(*firewall_pillar(rcluster, flow, firewall_sources=[network]))
+    dry = formula.apply(rcluster, test=True)
+    assert formula.failures(dry) == {}
+    assert set(formula.changed(dry)) == set(rcluster.spec.hostnames())
+    result = formula.apply(rcluster)
+    assert formula.failures(result) == {}
+    assert set(formula.changed(result)) == set(rcluster.spec.hostnames())
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    assert ufw_added(rcluster, "cn02") == [
+        f"ufw allow from {network} to any port 10010 proto tcp {OWN_RULE}"
+    ]
+    rich = rcluster.sh("cn01", "firewall-cmd --list-rich-rules", check=True).stdout.strip()
+    assert (
+        rich == f'rule family="ipv4" source address="{network}" service name="crane-formula" accept'
+    )
+    for node in ("cn01", "cn02"):
+        assert reachable(rcluster, CONTROL, node, 10010), node
+        assert not reachable(rcluster, None, node, 10010), f"{node}:10010 open to this host"
+    assert not reachable(rcluster, None, CONTROL, 10011)
+    again = formula.apply(rcluster)
+    assert formula.changed(again) == {}
+    flow["sources"] = network
+
+
+def test_clean_closes_what_the_formula_opened_and_nothing_else(rcluster, flow):
+    _after(flow, "sources")
+    rcluster.sh("cn02", "ufw allow 10012/tcp", check=True)  # an admin's own rule
+    rcluster.sh("cn01", "firewall-cmd --permanent --add-port=10012/tcp", check=True)
+    clean(rcluster)
+    assert ufw_added(rcluster, "cn02") == ["ufw allow 10012/tcp"]
+    assert ufw_added(rcluster, "login01") == []
+    for node in FIREWALLD_NODES:
+        assert service_ports(rcluster, node) == "", node
+        services = rcluster.sh(node, "firewall-cmd --list-services", check=True).stdout.split()
+        assert "crane-formula" not in services, node
+        assert rcluster.sh(node, "firewall-cmd --list-rich-rules").stdout.strip() == "", node
+    ports = rcluster.sh("cn01", "firewall-cmd --permanent --list-ports", check=True).stdout
+    assert ports.split() == ["10012/tcp"]
+    flow["closed"] = True
+
+
+def test_reapply_after_clean_opens_the_ports_again(rcluster, flow):
+    _after(flow, "closed")
+    result = formula.apply(rcluster)
+    assert formula.failures(result) == {}
+    formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))
+    network = flow["sources"]
+    assert ufw_added(rcluster, "cn02") == [
+        "ufw allow 10012/tcp",
+        f"ufw allow from {network} to any port 10010 proto tcp {OWN_RULE}",
+    ]
+    assert service_ports(rcluster, CONTROL).strip() == "10011/tcp 10013/tcp"
