@@ -36,6 +36,25 @@ crane:
     # true: a oneshot unit runs nvidia-modprobe -c N for every /dev/nvidiaN a GPU node's gres
     # names, before craned starts (for drivers that create the device files lazily)
     nvidia_device_files: false
+  # TLS (with TLS.Enabled in config): manage: true writes each TLS file the node's daemons
+  # read, per file name from `files` (PEM text; put keys in a pillar file targeted at the
+  # nodes that need them) or else from the salt:// folder `source`.
+  tls:
+    manage: false
+    source: salt://crane-tls
+    files: {}
+  # Plugins (opt-in): /etc/crane/plugin.yaml from `config` on the nodes of `roles` (cranectld
+  # and craned read it); with Enabled: true also CraneSched's plugin package and cplugind.
+  plugin:
+    manage: false
+    roles: [control, compute]
+    config:
+      Enabled: false
+      PlugindSockPath: cplugind/cplugind.sock
+      Plugins:
+        - Name: monitor
+          Path: /usr/lib/crane/plugin/monitor.so
+          Config: /etc/crane/monitor.yaml
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Mapping
 
@@ -27,6 +28,13 @@ CONFIG_PATH = "/etc/crane/config.yaml"
 CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config, not this file."
 DATABASE_HEADER = (
     "# Managed by Salt (crane formula): edit the pillar crane:database, not this file."
+)
+PLUGIN_HEADER = (
+    "# Managed by Salt (crane formula): edit the pillar crane:plugin:config, not this file."
+)
+PLUGIN_NEEDS_PACKAGE = (
+    "crane:plugin: cplugind's unit comes from CraneSched's plugin package; use "
+    "crane:install:method repo or files"
 )
 REDACTED = "<redacted>"
 DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control node
@@ -113,11 +121,29 @@ def _role_packages(data, minion_roles):
     packages = {}
     for role in minion_roles:
         for key in (data.get("role_packages") or {}).get(role, []):
-            packages[key] = {
-                "name": (data.get("package_names") or {}).get(key, key),
-                "version": str((data.get("versions") or {}).get(key) or data.get("version") or ""),
-            }
+            packages[key] = _package(data, key)
+    if _cplugind_here(data, minion_roles):
+        packages["plugin"] = _package(data, "plugin")
     return packages
+
+
+def _package(data, key):
+    return {
+        "name": (data.get("package_names") or {}).get(key, key),
+        "version": str((data.get("versions") or {}).get(key) or data.get("version") or ""),
+    }
+
+
+def _plugin_here(data, minion_roles):
+    """Whether this node gets plugin.yaml (crane:plugin:manage and one of its roles)."""
+    plugin = data.get("plugin") or {}
+    return bool(plugin.get("manage")) and bool(set(minion_roles) & set(plugin.get("roles") or []))
+
+
+def _cplugind_here(data, minion_roles):
+    """Whether cplugind runs here: plugin.yaml is written here with ``Enabled: true``."""
+    config = (data.get("plugin") or {}).get("config")
+    return _plugin_here(data, minion_roles) and __utils__["crane_prereq.plugin_enabled"](config)
 
 
 def _role_services(data, minion_roles):
@@ -202,6 +228,9 @@ def settings(*layers):
     data["services"] = _role_services(data, data["roles"])
     data["ports"] = _role_ports(config, data["services"])
     data["no_role_comment"] = "" if data["roles"] else _no_role_comment(config)
+    _plugin_settings(data)
+    for found, more in zip((errors, warnings), _prereq_problems(data), strict=True):
+        found.extend(more)
     data["remove_data_refusal"] = None
     if (data.get("clean") or {}).get("remove_data"):
         data["remove_data_refusal"] = __utils__["crane_config.data_dir_refusal"](data["base_dir"])
@@ -210,8 +239,73 @@ def settings(*layers):
         data["compute_nodes"] = __utils__["crane_hostlist.compress"](hosts) if hosts else ""
     # database.yaml's secrets never travel through SLS data (Salt logs rendered SLS at debug
     # level): its template reads them from the pillar itself.
-    data["has_database"] = bool(data.pop("database", None))
+    database = data.pop("database", None)
+    data["has_database"] = bool(database)
+    _mongodb_settings(data, database if isinstance(database, dict) else {})
+    _hide_secrets(data)
     return data
+
+
+def _plugin_settings(data):
+    """plugin.yaml's text and whether this node gets it and runs cplugind."""
+    plugin = data.setdefault("plugin", {})
+    plugin["here"] = _plugin_here(data, data["roles"])
+    plugin["cplugind"] = _cplugind_here(data, data["roles"])
+    plugin["text"] = __utils__["crane_config.dump"](
+        _plain(plugin.get("config") or {}), header=PLUGIN_HEADER
+    )
+
+
+def _prereq_problems(data):
+    """``(errors, warnings)`` about the node prerequisites' settings: TLS files from the
+    pillar, the managed MongoDB (control nodes), plugin.yaml."""
+    errors, warnings = [], []
+    prereq = "crane_prereq."
+    tls = data.get("tls") or {}
+    tls_paths = __utils__[prereq + "tls_files"](data["config"], ["cranectld"])
+    found = __utils__[prereq + "tls_pillar_problems"](
+        tls.get("files"), tls_paths, tls.get("manage")
+    )
+    results = [found]
+    mongodb = data.get("mongodb") or {}
+    if mongodb.get("manage") and "control" in data["roles"]:
+        results.append(
+            __utils__[prereq + "mongodb_manage_problems"](
+                mongodb.get("keyfile"), data.get("database"), [data.get("host")]
+            )
+        )
+    plugin = data.get("plugin") or {}
+    if plugin.get("manage"):
+        results.append(__utils__[prereq + "plugin_problems"](plugin.get("config") or {}))
+        if plugin.get("cplugind") and (data.get("install") or {}).get("method") == "binaries":
+            results.append(([PLUGIN_NEEDS_PACKAGE], []))
+    for more_errors, more_warnings in results:
+        errors.extend(more_errors)
+        warnings.extend(more_warnings)
+    return errors, warnings
+
+
+def _mongodb_settings(data, database):
+    """What a managed MongoDB takes from database.yaml besides the secrets: the replica
+    set's name and port, the member's host name."""
+    mongodb = data.setdefault("mongodb", {})
+    mongodb["replset"] = str(database.get("DbReplSetName") or "")
+    port = str(database.get("DbPort") or 27017)
+    mongodb["port"] = int(port) if port.isdigit() else 27017  # validation names a bad one
+    mongodb["member"] = mongodb.get("member") or data.get("host") or ""
+    release = mongodb.get("release") or ""
+    mongodb["gpgkey"] = mongodb.get("gpgkey") or f"https://pgp.mongodb.com/server-{release}.asc"
+    mongodb["bind_ip"] = mongodb.get("bind_ip") or f"localhost,{mongodb['member']}"
+
+
+def _hide_secrets(data):
+    """Keep only the names of the secrets the pillar holds (TLS files, MongoDB's keyFile):
+    their states read the contents from the pillar on the node (``contents_pillar``)."""
+    tls = data.get("tls") or {}
+    files = tls.pop("files", None)
+    tls["pillar_files"] = sorted(files) if isinstance(files, dict) else []
+    mongodb = data.get("mongodb") or {}
+    mongodb["has_keyfile"] = bool(mongodb.pop("keyfile", None))
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -1090,6 +1184,98 @@ def mongodb_check(node=None, timeout=5):
         "hello": hello is not None,
         "errors": errors,
     }
+
+
+def _redact(text, secrets):
+    for secret in secrets:
+        if secret:
+            text = text.replace(str(secret), REDACTED)
+    return text
+
+
+def _mongosh_call(mongosh, port, request, timeout):
+    """``call(op)`` -> mongod's reply, through ``mongosh`` on localhost:``port``. The script,
+    with the credentials, is a 0600 file removed after the call; nothing of it is logged."""
+    secrets = (request.get("password"), request.get("user"))
+    uri = f"mongodb://127.0.0.1:{port}/admin?directConnection=true&serverSelectionTimeoutMS=5000"
+    # looked up now: ``call`` runs inside crane_mongodb.converge, where Salt's loader
+    # packs no __utils__ or __salt__
+    make_script, run_all = __utils__["crane_mongodb.script"], __salt__["cmd.run_all"]
+
+    def call(op):
+        handle, path = tempfile.mkstemp(prefix="crane-mongosh-", suffix=".js")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(make_script(op, request))
+            result = run_all(
+                [mongosh, "--quiet", "--norc", uri, "--file", path],
+                python_shell=False,
+                output_loglevel="quiet",
+                ignore_retcode=True,
+                timeout=timeout,
+            )
+        finally:
+            os.unlink(path)
+        lines = (result.get("stdout") or "").strip().splitlines()
+        if result.get("retcode") or not lines:
+            said = (result.get("stderr") or result.get("stdout") or "no output").strip()
+            raise CommandExecutionError(
+                f"mongosh on 127.0.0.1:{port} ({op}): {_redact(said.splitlines()[-1], secrets)}"
+            )
+        return json.loads(lines[-1])
+
+    return call
+
+
+def mongodb_replica_set(member=None, timeout=60, mongosh="mongosh", test=False):
+    """
+    With ``crane:mongodb:manage`` on the control node: initiate the single-member replica
+    set ``DbReplSetName`` (once) and create the admin user ``DbUser`` (role root on admin)
+    while authorization is still off, through ``mongosh`` on localhost:``DbPort``. Nothing
+    is done when ``DbUser`` already authenticates and the set is up. The credentials come
+    from the pillar ``crane:database`` and appear in no command line, log or return.
+    ``member`` is the member's host name (default: this node's), ``timeout`` the seconds to
+    wait for it to become primary. Returns ``{'result', 'changes', 'comment'}`` (``result``
+    None with ``test=True`` when something would change).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:control' crane.mongodb_replica_set test=True
+    """
+    database = _database(True)
+    port = int(database.get("DbPort") or 27017)
+    request = {
+        "user": str(database.get("DbUser") or ""),
+        "password": str(database.get("DbPassword") or ""),
+        "replset": str(database.get("DbReplSetName") or ""),
+        "member": f"{member or __grains__.get('host')}:{port}",
+    }
+    call = _mongosh_call(mongosh, port, request, timeout)
+
+    def wait_primary():
+        deadline = time.monotonic() + timeout
+        while not call("probe").get("isWritablePrimary"):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1)
+        return True
+
+    try:
+        return __utils__["crane_mongodb.converge"](
+            call, request["replset"], request["member"], test=test, wait_primary=wait_primary
+        )
+    except CommandExecutionError as exc:
+        comment = _redact(str(exc), (request["password"], request["user"]))
+        if test:  # mongod is installed or started earlier in this run
+            planned = {"initiate": "once mongod runs", "create_user": "once mongod runs"}
+            return {
+                "result": None,
+                "changes": planned,
+                "comment": f"mongod does not answer yet: {comment}",
+            }
+        return {"result": False, "changes": {}, "comment": comment}
 
 
 def _tls_daemons(minion_roles, services):

@@ -552,7 +552,7 @@ def names_resolve(name, config=None, login_nodes=None):
     return _ret(name, False, comment)
 
 
-def mongodb_reachable(name, timeout=5):
+def mongodb_reachable(name, timeout=5, managed=False):
     """
     Fail when cranectld on this node would not reach MongoDB (it exits after the driver's
     timeout): DbHost does not resolve, DbPort does not answer, or the server is not in the
@@ -560,17 +560,56 @@ def mongodb_reachable(name, timeout=5):
 
     name
         The control node's name.
+    managed
+        MongoDB is set up by this run (crane:mongodb:manage): with ``test=True`` a server
+        that does not answer yet is a planned change, not a failure.
     """
     report = __salt__["crane.mongodb_check"](node=name, timeout=timeout)
     where = f"{report['host']}:{report['port']}"
     if report["valid"]:
         how = "answers hello as the configured replica set" if report["hello"] else "answers"
         return _ret(name, True, f"MongoDB at {where} {how}")
+    if managed and __opts__["test"]:
+        comment = f"MongoDB at {where} does not answer yet; this run would set it up first"
+        return _ret(name, None, comment)
     comment = (
         f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it "
         f"is:\n{_bullets(report['errors'])}"
     )
     return _ret(name, False, comment)
+
+
+def mongodb_replica_set(name, timeout=60, mongosh="mongosh"):
+    """
+    The MongoDB replica set cranectld needs, on a mongod whose authorization is still off
+    (crane:mongodb:manage): ``rs.initiate`` once, wait until the member is primary, create
+    the admin user ``DbUser`` of crane:database; nothing when ``DbUser`` already
+    authenticates and the set is up. Put it after mongod runs with ``replSetName`` and
+    before authorization is turned on.
+
+    name
+        The member's host name (the set is ``DbReplSetName`` of crane:database).
+    """
+    result = __salt__["crane.mongodb_replica_set"](
+        member=name, timeout=timeout, mongosh=mongosh, test=__opts__["test"]
+    )
+    return _ret(name, result["result"], result["comment"], result["changes"])
+
+
+def plugins_ready(name, plugin=None):
+    """
+    Fail when a plugin that plugin.yaml enables has no ``.so`` file on this node (cplugind
+    would warn and run without it). Put it before cplugind is (re)started.
+
+    name
+        The node name.
+    plugin
+        plugin.yaml's data.
+    """
+    errors = __utils__["crane_prereq.plugin_file_problems"](name, plugin or {})
+    if errors:
+        return _ret(name, False, f"cplugind is left as it is:\n{_bullets(errors)}")
+    return _ret(name, True, f"Every enabled plugin's file is on {name}")
 
 
 def tls_ready(name, files=None):

@@ -1,4 +1,4 @@
-"""What a CraneSched node needs besides its daemons: cgroup controllers and name resolution.
+"""What a CraneSched node needs besides its daemons: cgroups, names, MongoDB, TLS, plugins.
 
 Pure Python (stdlib only). Loaded by Salt's loader as a ``_utils`` module (the ``crane``
 execution module reads the node and hands the facts to these functions) and imported directly
@@ -6,6 +6,7 @@ by the tests. Each check returns *all* problems, in words that name the node and
 missing, so a gate can fail with them before any daemon is restarted.
 """
 
+import difflib
 import os
 
 #: cgroup v2 controllers craned uses: cpu, memory and io must be on the root ("Failed to
@@ -219,4 +220,149 @@ def tls_problems(node, files):
             continue
         if not size:
             errors.append(f"{node}: {path} (TLS.{key}) is empty")
+    return errors
+
+
+def _nearest(key, known):
+    match = difflib.get_close_matches(str(key), list(known), n=1)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def tls_pillar_problems(pem_files, tls_config, manage):
+    """``(errors, warnings)`` about ``crane:tls:files`` (file name -> PEM text). Messages
+    name the file, never its content."""
+    errors, warnings = [], []
+    if not pem_files:
+        return errors, warnings
+    names = {str(path).rsplit("/", 1)[-1] for path in (tls_config or {}).values() if path}
+    for name, text in pem_files.items():
+        where = f"crane:tls:files:{name}"
+        if not isinstance(text, str) or not text.strip():
+            errors.append(f"{where}: must be the file's text (PEM), a non-empty string")
+        elif tls_config and name not in names:
+            warnings.append(f"{where}: no TLS.*FilePath of crane:config ends in {name}")
+    if not manage:
+        warnings.append("crane:tls:files: has no effect while crane:tls:manage is off")
+    return errors, warnings
+
+
+# --- MongoDB managed by the formula --------------------------------------------------------
+
+#: MongoDB's keyFile: 6 to 1024 characters of the base64 set (whitespace is ignored).
+KEYFILE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def mongodb_manage_problems(keyfile, database, node_names=()):
+    """``(errors, warnings)`` for ``crane:mongodb:manage`` on a control node: the keyFile
+    text, the admin credentials (``DbUser``/``DbPassword`` of ``crane:database``, the user the
+    formula creates) and ``DbReplSetName``. Secrets are named, never shown."""
+    errors, warnings = [], []
+    key = "".join(str(keyfile or "").split())
+    if not key:
+        errors.append(
+            "crane:mongodb:keyfile: required with crane:mongodb:manage (the replica set's "
+            "keyFile, e.g. the output of `openssl rand -base64 756`)"
+        )
+    elif not 6 <= len(key) <= 1024 or set(key) - KEYFILE_CHARS:
+        errors.append(
+            "crane:mongodb:keyfile: MongoDB takes 6 to 1024 characters of the base64 set "
+            "(A-Z, a-z, 0-9, +, /, =)"
+        )
+    database = database or {}
+    for name in ("DbUser", "DbPassword", "DbReplSetName"):
+        if not database.get(name):
+            errors.append(
+                f"crane:database:{name}: required with crane:mongodb:manage (the admin user "
+                "the formula creates and the replica set it initiates)"
+            )
+    host = str(database.get("DbHost") or "localhost")
+    local = {"localhost", "127.0.0.1", "::1", *node_names}
+    if host not in local:
+        warnings.append(
+            f"crane:database:DbHost: cranectld connects to {host}, not to the MongoDB "
+            "crane:mongodb:manage runs on this node"
+        )
+    return errors, warnings
+
+
+# --- plugins -------------------------------------------------------------------------------
+
+#: plugin.yaml's keys and the types cplugind (Go, yaml.v3) decodes them into.
+PLUGIN_KEYS = {
+    "Enabled": (bool,),
+    "PlugindSockPath": (str,),
+    "PlugindDebugLevel": (str,),
+    "PlugindListenAddress": (str,),
+    "PlugindListenPort": (str, int),
+    "Plugins": (list,),
+}
+PLUGIN_ENTRY_KEYS = {"Name": (str,), "Path": (str,), "Config": (str,)}
+TYPE_WORDS = {bool: "true or false", str: "a string", int: "a number", list: "a list"}
+
+
+def _type_problem(value, types):
+    if isinstance(value, bool) and bool not in types:
+        return f"must be {' or '.join(TYPE_WORDS[t] for t in types)}, not a boolean"
+    if not isinstance(value, types):
+        return f"must be {' or '.join(TYPE_WORDS[t] for t in types)}"
+    return None
+
+
+def _mapping_problems(data, known, where, found):
+    errors, warnings = found
+    for key, value in data.items():
+        if key not in known:
+            warnings.append(f"{where}:{key}: not a plugin.yaml key{_nearest(key, known)}")
+            continue
+        problem = _type_problem(value, known[key])
+        if problem:
+            errors.append(f"{where}:{key}: {problem} (cplugind reads it with Go's yaml.v3)")
+
+
+def plugin_problems(plugin, where="crane:plugin:config"):
+    """``(errors, warnings)`` about plugin.yaml's data as cplugind reads it: key types,
+    ``PlugindListenPort`` with ``PlugindListenAddress``, each plugin's ``Name`` and
+    absolute ``Path``."""
+    errors, warnings = [], []
+    if not isinstance(plugin, dict):
+        return [f"{where}: must be a mapping (the content of plugin.yaml)"], warnings
+    _mapping_problems(plugin, PLUGIN_KEYS, where, (errors, warnings))
+    if plugin.get("PlugindListenAddress") and not plugin.get("PlugindListenPort"):
+        errors.append(
+            f"{where}:PlugindListenPort: required when PlugindListenAddress is set "
+            "(cplugind exits without it)"
+        )
+    entries = plugin.get("Plugins") if isinstance(plugin.get("Plugins"), list) else []
+    for index, entry in enumerate(entries):
+        here = f"{where}:Plugins[{index}]"
+        if not isinstance(entry, dict):
+            errors.append(f"{here}: must be a mapping with Name, Path and Config")
+            continue
+        _mapping_problems(entry, PLUGIN_ENTRY_KEYS, here, (errors, warnings))
+        for key in ("Name", "Path"):
+            if not entry.get(key):
+                errors.append(f"{here}:{key}: required")
+        path = entry.get("Path")
+        if isinstance(path, str) and path and not path.startswith("/"):
+            errors.append(f"{here}:Path: must be absolute, not {path!r}")
+    return errors, warnings
+
+
+def plugin_enabled(plugin):
+    return isinstance(plugin, dict) and plugin.get("Enabled") is True
+
+
+def plugin_file_problems(node, plugin, exists=os.path.exists):
+    """Each plugin whose ``.so`` (``Path``) is not on ``node``: cplugind logs a warning and
+    runs without it, so the gate says so before any restart."""
+    if not plugin_enabled(plugin):
+        return []
+    errors = []
+    for index, entry in enumerate(plugin.get("Plugins") or []):
+        path = entry.get("Path") if isinstance(entry, dict) else None
+        if path and not exists(path):
+            errors.append(
+                f"{node}: plugin {entry.get('Name')!r}: {path} (Plugins[{index}].Path) does "
+                "not exist; cplugind would run without it"
+            )
     return errors

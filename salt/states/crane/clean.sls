@@ -9,6 +9,7 @@ include:
   - .time.clean
   - .mongodb.clean
   - .tls.clean
+  - .plugin.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.remove_data_refusal %}
 

@@ -11,6 +11,7 @@ include:
   - .cgroup
   - .mongodb
   - .tls
+  - .plugin
   - .config
   - .gres
   - .service
