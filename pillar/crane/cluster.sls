@@ -29,6 +29,11 @@ crane:
     # true: a oneshot unit runs nvidia-modprobe -c N for every /dev/nvidiaN a GPU node's gres
     # names, before craned starts (for drivers that create the device files lazily)
     nvidia_device_files: false
+  pam:
+    # true: pam_crane.so in /etc/pam.d/sshd on compute nodes, so only users with a running
+    # job there can SSH in (root always can). Added once cinfo on the node lists it up,
+    # so compute nodes need the CLIs: role_packages: {compute: [craned, frontend]}
+    manage: false
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo
