@@ -36,6 +36,9 @@ RECIPE = {
         "procps",
         "python3",
         "python3-yaml",
+        # sshd for pam_crane (PAM lets users in only with a job); the client for hops
+        "openssh-server",
+        "openssh-client",
     ],
     # Nodes get their sources from the formula (our local repository), never the internet.
     "empty_files": ["etc/apt/sources.list", "etc/machine-id"],
