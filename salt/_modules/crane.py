@@ -1155,6 +1155,10 @@ def _node_health(node):
     """crane_cinfo.health's report for this one node (drained counts as up: its craned still
     answers pam_crane), or the error text when cinfo cannot tell."""
     try:
+        _binary("cinfo")
+    except CommandExecutionError as exc:
+        return f"{exc}; compute nodes need the frontend: crane:role_packages:compute"
+    try:
         return __utils__["crane_cinfo.health"](cinfo(), [node], allow_drained=[node])
     except CommandExecutionError as exc:
         return str(exc)

@@ -603,7 +603,9 @@ def _read_text(path):
 
 
 def _write_text(path, text):
-    """Replace ``path`` atomically (sshd reads it at every login), keeping its mode and owner."""
+    """Replace ``path`` atomically (sshd reads it at every login), keeping its mode and owner;
+    a symlink stays a symlink (its target is replaced)."""
+    path = os.path.realpath(path)
     info = os.stat(path)
     tmp = f"{path}.crane-formula.tmp"
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:

@@ -233,6 +233,14 @@ def test_state_fails_naming_a_missing_include_or_file(tmp_path):
     assert missing["result"] is False and "does not exist on cn01" in missing["comment"]
 
 
+def test_a_symlinked_pam_file_stays_a_symlink(tmp_path):
+    target = sshd_file(tmp_path)
+    link = tmp_path / "sshd-link"
+    link.symlink_to(target)
+    assert pam_states(Gate()).pam_configured(str(link), **STATE_ARGS)["result"] is True
+    assert link.is_symlink() and "pam_crane" in target.read_text()
+
+
 def test_absent_removes_exactly_the_formulas_lines(tmp_path):
     path = sshd_file(tmp_path)
     pam_states(Gate()).pam_configured(str(path), **STATE_ARGS)
@@ -259,7 +267,19 @@ def test_pam_check_reads_the_socket_module_and_cinfo(tmp_path):
         __grains__={"host": "cn01"},
     )
     module.cinfo = lambda: [{"name": "CPU", "nodes": [], "groups": []}]
+    module._binary = lambda name: f"/usr/bin/{name}"
     report = module.pam_check(module_path=str(module_file))
     assert report["socket"] == f"{base}/craned/craned_pam.sock"
     assert not report["valid"] and len(report["errors"]) == 3, report
+    assert report["errors"][2].startswith("cn01 is not up in cinfo")
     assert module.__context__["retcode"] == 1
+
+
+def test_pam_check_without_cinfo_says_compute_nodes_need_the_frontend(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    module = load("_modules", __pillar__={"crane": {"config": {}}}, __grains__={"host": "cn01"})
+    errors = module.pam_check(module_path="/nonexistent/pam_crane.so")["errors"]
+    assert errors[-1] == (
+        "cn01: cannot ask cranectld whether the node is up: cinfo not found (crane:bin_dir or "
+        "PATH); compute nodes need the frontend: crane:role_packages:compute"
+    )
