@@ -4,7 +4,7 @@ PY := /usr/bin/python3
 VENV := .venv
 V3008 := $(VENV)/salt3008
 V3006 := $(VENV)/salt3006
-APT_PACKAGES := python3-venv systemd-container debootstrap dpkg-dev iproute2 rpm createrepo-c
+APT_PACKAGES := python3-venv systemd-container debootstrap dpkg-dev iproute2 rpm createrepo-c gcc libpam0g-dev
 PYTEST_ARGS ?=
 
 .PHONY: help deps venv lint test test-unit test-3006 test-3008 demo demo-down bench clean

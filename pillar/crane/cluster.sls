@@ -55,6 +55,11 @@ crane:
         - Name: monitor
           Path: /usr/lib/crane/plugin/monitor.so
           Config: /etc/crane/monitor.yaml
+  pam:
+    # true: pam_crane.so in /etc/pam.d/sshd on compute nodes, so only users with a running
+    # job there can SSH in (root always can). Added once cinfo on the node lists it up,
+    # so compute nodes need the CLIs: role_packages: {compute: [craned, frontend]}
+    manage: false
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo

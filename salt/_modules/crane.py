@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Mapping
@@ -44,6 +45,9 @@ CFORED_PORT = 10012  # hard-coded in cfored
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
+# craned's PAM socket under CraneBaseDir (CranedForPamUnixSockPath's default); the path is
+# a plain concatenation in CraneSched, hence the trailing / on CraneBaseDir
+PAM_SOCKET = "craned/craned_pam.sock"
 
 
 def __virtual__():
@@ -1324,3 +1328,54 @@ def tls_check(node=None, files=None):
     if errors:
         __context__["retcode"] = 1
     return {"valid": not errors, "node": node, "files": files, "errors": errors}
+
+
+def _is_socket(path):
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _node_health(node):
+    """crane_cinfo.health's report for this one node (drained counts as up: its craned still
+    answers pam_crane), or the error text when cinfo cannot tell."""
+    try:
+        _binary("cinfo")
+    except CommandExecutionError as exc:
+        return f"{exc}; compute nodes need the frontend: crane:role_packages:compute"
+    try:
+        return __utils__["crane_cinfo.health"](cinfo(), [node], allow_drained=[node])
+    except CommandExecutionError as exc:
+        return str(exc)
+
+
+def pam_check(node=None, module_path="/usr/lib64/security/pam_crane.so"):
+    """
+    Whether pam_crane.so can be put in sshd's PAM stack on this compute node without locking
+    users out: the module file exists, craned serves PAM on its socket
+    (``CraneBaseDir`` + ``CranedForPamUnixSockPath``) and cinfo lists the node up (drained is
+    fine). cinfo must be on the node (the frontend package). Returns
+    ``{'valid', 'node', 'socket', 'errors'}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'crane:roles:compute' crane.pam_check
+    """
+    node = node or __grains__.get("host")
+    config = _config()
+    # the written config.yaml always has the trailing / on CraneBaseDir (the formula forces it)
+    sock = os.path.join(_base_dir(), str(config.get("CranedForPamUnixSockPath") or PAM_SOCKET))
+    errors = __utils__["crane_pam.readiness_problems"](
+        node,
+        module_path=module_path,
+        module_exists=os.path.isfile(module_path),
+        socket_path=sock,
+        socket_ok=_is_socket(sock),
+        health=_node_health(node),
+    )
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "node": node, "socket": sock, "errors": errors}

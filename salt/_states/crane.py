@@ -6,8 +6,11 @@ change) and reports old/new in ``changes``. Checks that change nothing return no
 second apply of the formula reports zero changes.
 """
 
+import difflib
 import logging
+import os
 import re
+import stat
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -631,3 +634,120 @@ def tls_ready(name, files=None):
         f"left as they are:\n{_bullets(report['errors'])}"
     )
     return _ret(name, False, comment)
+
+
+def _read_text(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _write_text(path, text):
+    """Replace ``path`` atomically (sshd reads it at every login), keeping its mode and owner;
+    a symlink stays a symlink (its target is replaced)."""
+    path = os.path.realpath(path)
+    info = os.stat(path)
+    tmp = f"{path}.crane-formula.tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+    os.chown(tmp, info.st_uid, info.st_gid)
+    os.chmod(tmp, stat.S_IMODE(info.st_mode))
+    os.replace(tmp, path)
+
+
+def _diff(path, old, new):
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(True), new.splitlines(True), fromfile=path, tofile=path, n=1
+        )
+    )
+
+
+def _pam_ready(node, module_path, timeout, interval):
+    """Poll crane.pam_check until the node is ready for pam_crane or ``timeout`` passes;
+    the last report."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = __salt__["crane.pam_check"](node=node, module_path=module_path)
+        if report["valid"] or time.monotonic() >= deadline:
+            return report
+        time.sleep(interval)
+
+
+# Salt passes state arguments by keyword but reads only positional-or-keyword parameters.
+def pam_configured(  # noqa: PLR0917
+    name,
+    node,
+    module_path,
+    absolute=False,
+    account_include="password-auth",
+    session_include="password-auth",
+    config_path=None,
+    timeout=120,
+    interval=5,
+):
+    """
+    pam_crane.so in sshd's PAM stack where CraneSched's guide puts it (account before the
+    account include, session after the session include), each preceded by a
+    ``pam_succeed_if uid eq 0`` line that lets root skip it. The lines are added only while
+    this node is up in cinfo and craned serves PAM (``crane.pam_check``, waited for up to
+    ``timeout`` seconds): before that, pam_crane would refuse every user. Lines already in
+    place change nothing and need no check.
+
+    name
+        The PAM file, ``/etc/pam.d/sshd``.
+    node
+        This node's name (its entry in Nodes).
+    module_path
+        Where CraneSched's craned package installs pam_crane.so.
+    absolute
+        Name the module by its absolute path (Debian: PAM's own directory is elsewhere).
+    """
+    module = __utils__["crane_pam.module_arg"](module_path, absolute, config_path)
+    try:
+        current = _read_text(name)
+        wanted = __utils__["crane_pam.place"](
+            current, module, account_include, session_include, path=name
+        )
+    except FileNotFoundError:
+        return _ret(name, False, f"{name} does not exist on {node} (is sshd installed?)")
+    except ValueError as exc:
+        return _ret(name, False, f"{exc}; {name} is left as it is")
+    if wanted == current:
+        return _ret(name, True, f"pam_crane.so is in {name} on {node}")
+    changes = {"diff": _diff(name, current, wanted)}
+    wait = 0 if __opts__["test"] else timeout
+    report = _pam_ready(node, module_path, wait, interval)
+    if not report["valid"]:
+        why = _bullets(report["errors"])
+        if __opts__["test"]:
+            comment = f"pam_crane.so would be added to {name} once {node} is ready; now:\n{why}"
+            return _ret(name, None, comment, changes)
+        comment = (
+            f"pam_crane.so not added to {name}: it would refuse every user's SSH on {node}; "
+            f"{name} is left as it is:\n{why}"
+        )
+        return _ret(name, False, comment)
+    if __opts__["test"]:
+        return _ret(name, None, f"pam_crane.so would be added to {name}", changes)
+    _write_text(name, wanted)
+    return _ret(name, True, f"pam_crane.so added to {name}", changes)
+
+
+def pam_absent(name, module_path, absolute=False, config_path=None):
+    """
+    Remove exactly the lines ``pam_configured`` adds from ``name`` (``/etc/pam.d/sshd``);
+    every other line stays. A missing file is fine.
+    """
+    module = __utils__["crane_pam.module_arg"](module_path, absolute, config_path)
+    try:
+        current = _read_text(name)
+    except FileNotFoundError:
+        return _ret(name, True, f"{name} does not exist")
+    wanted = __utils__["crane_pam.remove"](current, module)
+    if wanted == current:
+        return _ret(name, True, f"{name} has no pam_crane.so lines of the formula")
+    changes = {"diff": _diff(name, current, wanted)}
+    if __opts__["test"]:
+        return _ret(name, None, f"pam_crane.so would be removed from {name}", changes)
+    _write_text(name, wanted)
+    return _ret(name, True, f"pam_crane.so removed from {name}", changes)

@@ -38,6 +38,9 @@ RECIPE = {
         "python3-yaml",
         # installed, not enabled (ufw.conf ENABLED=no): a test enables it (test_rpm.py)
         "ufw",
+        # sshd for pam_crane (PAM lets users in only with a job); the client for hops
+        "openssh-server",
+        "openssh-client",
     ],
     # Nodes get their sources from the formula (our local repository), never the internet.
     "empty_files": ["etc/apt/sources.list", "etc/machine-id"],

@@ -1,4 +1,5 @@
-"""Node prerequisites on real nodes: the cgroup gate and controller unit, the name gate.
+"""Node prerequisites on real nodes: the cgroup gate and controller unit, the name gate, the
+MongoDB preflight, the TLS gate and pam_crane in sshd (SSH from the host with key auth).
 
 The nodes are containers on a hybrid cgroup host and see a hybrid tree (which the gate
 reports, and which CraneSched refuses), so the cgroup v2 part runs against a stand-in v2 tree
@@ -9,6 +10,8 @@ replayed instead: controllers cleared, the unit and craned stopped, craned start
 """
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 
@@ -270,3 +273,126 @@ def test_every_switch_on_then_test_mode_and_reapply_change_nothing(deployed):
             cluster.salt(node, "state.apply", "crane.cgroup.clean")
         cluster.write_pillar(*formula.example_pillar(cluster))
     assert formula.failures(formula.apply(cluster)) == {}
+
+
+PAM_NODE = "cn02"
+PAM_USER, PAM_UID = "alice", 2001
+SSHD = "/etc/pam.d/sshd"
+
+
+def _pam_pillar(cluster, **pam):
+    """PAM on, with cinfo on compute nodes (the gate asks it whether the node is up)."""
+
+    def edit(crane):
+        crane["pam"] = {"manage": True, "timeout": 60, "interval": 1, **pam}
+        crane["role_packages"] = {"compute": ["craned", "frontend"]}
+
+    return formula.with_config(cluster, edit)
+
+
+def _ssh(cluster, user, key):
+    """``ssh user@node`` from the host with key auth; (exit code, output)."""
+    result = subprocess.run(
+        [
+            "ssh", "-i", str(key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20",
+            f"{user}@{cluster.spec.address(PAM_NODE)}", "echo in as $(id -un)",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return result.returncode, result.stdout.strip()
+
+
+def _crane_lines(cluster):
+    text = cluster.sh(PAM_NODE, f"cat {SSHD}", check=True).stdout
+    return [line for line in text.splitlines() if "pam_crane" in line or "uid eq 0" in line]
+
+
+@pytest.fixture
+def ssh_key(deployed, tmp_path):
+    """A key pair on the host, authorised for root and for a plain user on the PAM node."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    deployed.sh(
+        PAM_NODE,
+        f"id {PAM_USER} || useradd -m -u {PAM_UID} -s /bin/sh {PAM_USER}; "
+        f"for home in /root /home/{PAM_USER}; do mkdir -p $home/.ssh && "
+        f"echo '{public}' > $home/.ssh/authorized_keys; done; "
+        f"chown -R {PAM_USER}: /home/{PAM_USER}/.ssh; systemctl is-active ssh",
+        check=True,
+    )
+    return key
+
+
+def test_pam_lets_in_only_users_with_a_job_and_root_always(deployed, ssh_key):
+    cluster = deployed
+    original = cluster.sh(PAM_NODE, f"cat {SSHD}", check=True).stdout
+    assert _ssh(cluster, PAM_USER, ssh_key) == (0, f"in as {PAM_USER}")  # no pam_crane yet
+    try:
+        # cluster down (cranectld stopped): the gate names the node, sshd's file stays
+        cluster.write_pillar(*_pam_pillar(cluster, timeout=2))
+        cluster.sh(CONTROL, "systemctl stop cranectld", check=True)
+        try:
+            result = formula.apply(cluster, PAM_NODE)
+        finally:
+            cluster.sh(CONTROL, "systemctl start cranectld", check=True)
+        failed = formula.failures(result)
+        assert list(failed) == [PAM_NODE]
+        gate = failed[PAM_NODE]["crane-pam-sshd-crane-pam-configured"]
+        assert f"would refuse every user's SSH on {PAM_NODE}" in gate
+        assert f"{PAM_NODE}: cannot ask cranectld whether the node is up" in gate
+        assert cluster.sh(PAM_NODE, f"cat {SSHD}", check=True).stdout == original
+        computes = [n.hostname for n in cluster.spec.nodes if n.hostname.startswith("cn")]
+        formula.wait_for("every node up again", lambda: formula.all_idle(cluster, computes))
+
+        # cluster up: the lines go where CraneSched's guide puts them (Debian: absolute path)
+        cluster.write_pillar(*_pam_pillar(cluster))
+        result = formula.apply(cluster, PAM_NODE)
+        assert formula.failures(result) == {}
+        assert "crane-pam-sshd-crane-pam-configured" in formula.changed(result)[PAM_NODE]
+        module = "[success=ok module_unknown=ignore default=bad] /usr/lib64/security/pam_crane.so"
+        lines = cluster.sh(PAM_NODE, f"cat {SSHD}", check=True).stdout.splitlines()
+        assert lines[lines.index("@include common-account") - 1] == f"account    {module}"
+        assert lines[lines.index("@include common-session") + 3] == f"session    {module}"
+
+        # switch on: a second apply and test=True change nothing
+        assert formula.changed(formula.apply(cluster, PAM_NODE)) == {}
+        assert formula.results(formula.apply(cluster, PAM_NODE, test=True)) == {True}
+
+        # no job: refused; root: in; a job of the user's on the node: in
+        assert _ssh(cluster, PAM_USER, ssh_key) == (255, "")
+        journal = cluster.sh(PAM_NODE, "journalctl -q --no-pager -t sshd", check=True).stdout
+        assert f"[Crane] Rejected ssh connection of uid {PAM_UID}" in journal
+        assert _ssh(cluster, "root", ssh_key) == (0, "in as root")
+        job = cluster.sh(
+            CONTROL,
+            f"cranesim-job --node {PAM_NODE} --seconds 45 --uid {PAM_UID}",
+            check=True,
+        )
+        assert "submitted" in job.stdout
+        assert _ssh(cluster, PAM_USER, ssh_key) == (0, f"in as {PAM_USER}")
+        assert _ssh(cluster, "root", ssh_key) == (0, "in as root")
+        # the job ends: refused again
+        formula.wait_for(f"{PAM_NODE} idle", lambda: formula.all_idle(cluster, [PAM_NODE]))
+        assert _ssh(cluster, PAM_USER, ssh_key) == (255, "")
+
+        # craned down: the user is refused, root still gets in
+        cluster.sh(PAM_NODE, "systemctl stop craned", check=True)
+        try:
+            assert _ssh(cluster, PAM_USER, ssh_key) == (255, "")
+            assert _ssh(cluster, "root", ssh_key) == (0, "in as root")
+        finally:
+            cluster.sh(PAM_NODE, "systemctl start craned", check=True)
+
+        # clean removes exactly the formula's lines
+        cleaned = cluster.salt(PAM_NODE, "state.apply", "crane.pam.clean")[PAM_NODE]
+        assert all(state["result"] for state in cleaned.values()), cleaned
+        assert cluster.sh(PAM_NODE, f"cat {SSHD}", check=True).stdout == original
+        assert _ssh(cluster, PAM_USER, ssh_key) == (0, f"in as {PAM_USER}")
+    finally:
+        cluster.write_pillar(*formula.example_pillar(cluster))
+        cluster.salt(PAM_NODE, "state.apply", "crane.pam.clean")
+        cluster.sh(PAM_NODE, "apt-get remove -y -qq cranesched-frontend")
+    formula.wait_for(f"{PAM_NODE} up", lambda: formula.all_idle(cluster, [PAM_NODE]))
+    assert formula.failures(formula.apply(cluster, PAM_NODE)) == {}

@@ -11,12 +11,16 @@ Use it with ``deb [trusted=yes] http://<host>:<port>/ ./``.
 """
 
 import argparse
+import functools
 import gzip
 import hashlib
 import io
 import lzma
 import pathlib
+import shutil
+import subprocess
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -42,9 +46,22 @@ FRONTEND_TOOLS = [
     "cattach",
     "cwrapper",
 ]
-SIMULATED = {"cranectld", "craned", "csupervisor", "cinfo", "ccontrol", "cfored", "cranesim-job"}
+SIMULATED = {
+    "cranectld",
+    "craned",
+    "csupervisor",
+    "cinfo",
+    "ccontrol",
+    "cfored",
+    "cranesim-job",
+    "cranesim-pam",
+}
 MACHINE = {"amd64": "x86_64", "arm64": "aarch64"}
 PAM_MODULE = "/usr/lib64/security/pam_crane.so"  # hard-coded install path in CraneSched
+PAM_HELPER = "/usr/lib/cranesim/craned/pam_crane_helper"  # run by the module (pam_crane.c)
+# Compiled at build time (gcc and libpam0g-dev on the build host); reproducible: fixed
+# flags, a relative source name, no debug info, stripped.
+PAM_CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-s", "-Wl,--build-id=sha1"]
 
 
 @dataclass
@@ -135,6 +152,23 @@ def _packaging(name):
     return (PACKAGING / name).read_bytes()
 
 
+@functools.cache
+def pam_module(helper=PAM_HELPER):
+    """packaging/pam_crane.c built as a PAM module (the bytes of pam_crane.so) that runs
+    ``helper`` (tests build one that runs the helper from the source tree)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(PACKAGING / "pam_crane.c", tmp)
+        define = f'-DHELPER="{helper}"'
+        cmd = ["gcc", *PAM_CFLAGS, define, "-o", "pam_crane.so", "pam_crane.c", "-lpam"]
+        try:
+            subprocess.run(cmd, cwd=tmp, check=True, capture_output=True, text=True)
+        except FileNotFoundError as exc:
+            raise RuntimeError("building pam_crane.so needs gcc (and libpam0g-dev)") from exc
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"building pam_crane.so failed:\n{exc.stderr}") from exc
+        return (pathlib.Path(tmp) / "pam_crane.so").read_bytes()
+
+
 def _samples(with_database):
     entries = [Entry("/etc/crane/config.yaml.sample", _packaging("config.yaml.sample"), 0o644)]
     if with_database:
@@ -172,13 +206,14 @@ def cranectld_package(version, arch, reported=None):
 
 
 def craned_package(version, arch, broken=False, reported=None):
-    """craned + csupervisor + pam_crane.so; a broken build forgets csupervisor, so craned
-    refuses to start."""
+    """craned + csupervisor + pam_crane.so (a working PAM module, with the simulator's helper
+    it runs); a broken build forgets csupervisor, so craned refuses to start."""
     pkg = _cpack_package("craned", version, arch)
     pkg.files = [
         Entry("/usr/bin/craned", _launcher("craned", "craned"), 0o777),
         Entry("/usr/lib/systemd/system/craned.service", _packaging("craned.service"), 0o644),
-        Entry(PAM_MODULE, _packaging("pam_crane.so"), 0o644),
+        Entry(PAM_MODULE, pam_module(), 0o644),
+        Entry(PAM_HELPER, _launcher("craned", "cranesim-pam"), 0o755),
         *_samples(with_database=False),
         *_library("craned", reported or version),
     ]

@@ -12,6 +12,7 @@ import crane_config
 import crane_firewall
 import crane_gres
 import crane_hostlist
+import crane_pam
 import crane_prereq
 import crane_upgrade
 
@@ -22,6 +23,7 @@ UTIL_MODULES = (
     crane_firewall,
     crane_gres,
     crane_hostlist,
+    crane_pam,
     crane_prereq,
     crane_upgrade,
 )

@@ -17,6 +17,7 @@ include:
   - .service
   - .firewall
   - .verify
+  - .pam
   - .grains
 {%- else %}
 {#- No role: still check the config, so a broken one is an error rather than a silent no-op. #}

@@ -11,6 +11,7 @@ PROGRAMS = {
     "ccontrol": "cranesim.ccontrol",
     "cfored": "cranesim.cfored",
     "cranesim-job": "cranesim.job",
+    "cranesim-pam": "cranesim.pam",
 }
 
 

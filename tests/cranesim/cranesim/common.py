@@ -279,10 +279,8 @@ def _read_line(conn):
     return b"".join(chunks)
 
 
-def serve_forever(address, port, handler, name):
-    """Bind ``address:port`` and answer JSON lines with ``handler`` on threads.
-
-    Returns the server object; raises OSError when the bind fails."""
+def _line_handler(handler):
+    """A socketserver handler class answering one JSON line with ``handler``."""
 
     class _Handler(socketserver.StreamRequestHandler):
         def handle(self):
@@ -303,15 +301,40 @@ def serve_forever(address, port, handler, name):
                     pass
             on_close()
 
+    return _Handler
+
+
+def _serve(server, name):
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    return server
+
+
+def serve_forever(address, port, handler, name):
+    """Bind ``address:port`` and answer JSON lines with ``handler`` on threads.
+
+    Returns the server object; raises OSError when the bind fails."""
+
     class _Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
         daemon_threads = True
         address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
-    server = _Server((address, int(port)), _Handler)
-    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
-    thread.start()
-    return server
+    return _serve(_Server((address, int(port)), _line_handler(handler)), name)
+
+
+def serve_unix(path, handler, name, mode=0o600):
+    """Answer JSON lines on the unix socket ``path`` (replacing a stale one), chmod ``mode``
+    as gRPC's unix listeners in CraneSched are. Raises OSError when the bind fails."""
+
+    class _Server(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = _Server(path, _line_handler(handler))
+    os.chmod(path, mode)
+    return _serve(server, name)
 
 
 # --------------------------------------------------------------------------- test knobs

@@ -23,6 +23,7 @@ from cranesim.common import (
     resolve,
     rpc_call,
     serve_forever,
+    serve_unix,
 )
 
 CGROUP_ROOT_ENV = "CRANESIM_CGROUP_ROOT"  # test hook: where the cgroup root is read
@@ -65,6 +66,16 @@ class StepStore:
             self.jobs = {k: v for k, v in self.jobs.items() if k in wanted}
             self.save()
         return lost
+
+    def running_of(self, uid):
+        """Ids of ``uid``'s jobs still running here, oldest first."""
+        now = time.time()
+        with self.lock:
+            return sorted(
+                job_id
+                for job_id, job in self.jobs.items()
+                if job.get("uid") == uid and job["start_time"] + job["seconds"] > now
+            )
 
     def finished(self):
         now = time.time()
@@ -249,6 +260,32 @@ class CtldClient:
                 self.log.info(f"Job #{job['job_id']} completed.", src="JobManager.cpp:0")
 
 
+class PamServer:
+    """``CranedForPamServer`` on ``CranedForPamUnixSockPath`` (0600: pam_crane runs as root
+    inside sshd). CraneSched first asks the SSH client's host (its craned, or cfored on
+    10012) which job owns the client's port; the simulator skips that and goes straight to
+    CraneSched's fallback, the user's first job on this node."""
+
+    def __init__(self, steps, log):
+        self.steps = steps
+        self.log = log
+
+    def handle(self, req):
+        op = req.get("op")
+        if op == "query_step_from_port":
+            jobs = self.steps.running_of(req.get("uid"))
+            if not jobs:
+                self.log.debug(
+                    f"This uid {req.get('uid')} has no job on this node. Reject this ssh request.",
+                    src="CranedForPamServer.cpp:0",
+                )
+                return {"ok": False}
+            return {"ok": True, "job_id": jobs[0]}
+        if op == "migrate_ssh_proc":
+            return {"ok": int(req.get("job_id", 0)) in self.steps.jobs}
+        return {"ok": False, "error": "unknown op"}
+
+
 def _real_memory_gib():
     with open("/proc/meminfo", encoding="utf-8") as stream:
         kib = next(int(line.split()[1]) for line in stream if line.startswith("MemTotal:"))
@@ -344,6 +381,11 @@ def start_server(cfg, log):
         )
     log.info(
         f"Craned is listening on {cfg.listen_addr}:{cfg.listen_port}", src="CranedServer.cpp:0"
+    )
+    serve_unix(cfg.pam_socket, PamServer(steps, log).handle, "craned-pam")
+    log.info(
+        f"Craned for pam unix socket is listening on {cfg.pam_socket}",
+        src="CranedForPamServer.cpp:0",
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -51,6 +51,7 @@ class CranedConfig:
     hostname: str = ""
     lock_file: str = ""
     script_dir: str = ""
+    pam_socket: str = ""
     crc: int = 0
     node: object = None
     groups: dict = field(default_factory=dict)
@@ -152,6 +153,9 @@ def load(args, log):
         base, as_str(value_or(raw, "CranedMutexFilePath", "craned/craned.lock"))
     )
     cfg.script_dir = join_base(base, as_str(value_or(raw, "CranedScriptDir", "craned/scripts")))
+    cfg.pam_socket = join_base(
+        base, as_str(value_or(raw, "CranedForPamUnixSockPath", "craned/craned_pam.sock"))
+    )
     _check_cluster_keys(args, raw, cfg, log)
     _parse_nodes(raw, cfg, log)
     _parse_partitions(raw, cfg, log)

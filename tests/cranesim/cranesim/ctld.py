@@ -452,6 +452,7 @@ class Ctld:
             job = {
                 "job_id": self.store.next_id,
                 "node": name,
+                "uid": req.get("uid"),
                 "cpu": cpu,
                 "mem": spec.memory * cpu // max(spec.cpu, 1),
                 "seconds": float(req["seconds"]),

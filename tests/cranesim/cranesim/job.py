@@ -1,15 +1,17 @@
 """``cranesim-job``: a simulator-only test hook that runs a fake job on a node.
 
-    cranesim-job [-C config.yaml] --node cn01 --seconds 30 [--cpus N]
+    cranesim-job [-C config.yaml] --node cn01 --seconds 30 [--cpus N] [--uid UID]
     cranesim-job [-C config.yaml] --list
 
 The job occupies ``N`` CPUs (default: the whole node) of ``cn01`` for 30 s: the node shows
 ``alloc`` (or ``mix``), ``RunningJob=`` counts it, cranectld keeps it in its embedded DB
-and craned keeps it across restarts.  CraneSched has no such command.
+and craned keeps it across restarts. The job belongs to ``UID`` (default: the caller's, as
+cbatch submits as the calling user), which pam_crane checks.  CraneSched has no such command.
 """
 
 import argparse
 import json
+import os
 import sys
 
 from cranesim import frontend
@@ -23,6 +25,7 @@ def main(argv=None):
     parser.add_argument("--node")
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--cpus", type=int, default=0)
+    parser.add_argument("--uid", type=int, default=os.getuid())
     parser.add_argument("--list", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     config = frontend.parse_config(args.config)
@@ -34,6 +37,7 @@ def main(argv=None):
             "node": args.node,
             "seconds": args.seconds,
             "cpu": args.cpus,
+            "uid": args.uid,
         }
     else:
         parser.error("--node and --seconds are required (or --list)")

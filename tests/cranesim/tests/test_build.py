@@ -206,9 +206,15 @@ def test_broken_version_craned_refuses_for_missing_csupervisor(repo, tmp_path):
     assert (good / "usr/libexec/csupervisor").exists()
 
 
-def test_craned_package_ships_pam_crane_where_cranesched_does(repo):
+def test_craned_package_ships_pam_crane_where_cranesched_does(repo, tmp_path):
     files = contents(repo / BACKEND.format(v="1.1.3", c="craned"))
     assert files["/usr/lib64/security/pam_crane.so"][0] == "-rw-r--r--"
+    assert files["/usr/lib/cranesim/craned/pam_crane_helper"][0] == "-rwxr-xr-x"
+    root = _extract(repo, BACKEND.format(v="1.1.3", c="craned"), tmp_path / "craned")
+    module = (root / "usr/lib64/security/pam_crane.so").read_bytes()
+    assert module.startswith(b"\x7fELF")  # a shared object PAM can load, not a stand-in text
+    for symbol in (b"pam_sm_acct_mgmt", b"pam_sm_open_session", b"pam_sm_close_session"):
+        assert symbol in module
     assert "/usr/lib64/security/pam_crane.so" not in contents(
         repo / BACKEND.format(v="1.1.3", c="cranectld")
     )
