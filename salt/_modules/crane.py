@@ -93,7 +93,8 @@ def roles(config=None, login_nodes=None):
     """
     if login_nodes is None:
         login_nodes = _pillar_settings().get("login_nodes") or []
-    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes)
+    ha_pair = __utils__["crane_ha.pair"](_pillar_settings().get("ha"))
+    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes, ha_pair)
 
 
 def _no_role_comment(config):
@@ -192,6 +193,7 @@ def settings(*layers):
         raw = _discovered_gres(raw)[0]
     config, notes = __utils__["crane_config.prepare"](raw)
     data["roles"] = roles(config, data.get("login_nodes") or [])
+    _ha_settings(data, config)
     data["host"] = __grains__.get("host")
     data["nvidia_minors"] = _nvidia_minors(data, config)
     data["config"] = config
@@ -212,6 +214,19 @@ def settings(*layers):
     # level): its template reads them from the pillar itself.
     data["has_database"] = bool(data.pop("database", None))
     return data
+
+
+def _ha_settings(data, config):
+    """``crane:ha``: its errors join the settings errors (the validation state fails on
+    them); ``ha_facts`` for the templates. keepalived restarts cranectld, not systemd: a
+    ``Restart=`` in the drop-in would start it again on a node that is no longer master."""
+    derived = __utils__["crane_ha.derive"](data.get("ha"), config, _host_names())
+    data["settings_errors"] = data["settings_errors"] + derived["errors"]
+    data["ha_facts"] = derived["facts"]
+    if derived["facts"] is not None:
+        dropin = ((data.get("units") or {}).get("cranectld") or {}).get("dropin") or {}
+        for key in ("Restart", "RestartSec"):
+            dropin.pop(key, None)
 
 
 # --- validation ----------------------------------------------------------------------------

@@ -10,12 +10,21 @@ import pathlib
 import crane_cinfo
 import crane_config
 import crane_gres
+import crane_ha
 import crane_hostlist
 import crane_prereq
 import crane_upgrade
 
 SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
-UTIL_MODULES = (crane_cinfo, crane_config, crane_gres, crane_hostlist, crane_prereq, crane_upgrade)
+UTIL_MODULES = (
+    crane_cinfo,
+    crane_config,
+    crane_gres,
+    crane_ha,
+    crane_hostlist,
+    crane_prereq,
+    crane_upgrade,
+)
 
 
 def real_utils():
