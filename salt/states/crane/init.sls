@@ -13,6 +13,9 @@ include:
   - .tls
   - .config
   - .gres
+{%- if crane.ha_facts and "control" in crane.roles %}
+  - .ha
+{%- endif %}
   - .service
   - .firewall
   - .verify
