@@ -29,6 +29,19 @@ crane:
     # true: a oneshot unit runs nvidia-modprobe -c N for every /dev/nvidiaN a GPU node's gres
     # names, before craned starts (for drivers that create the device files lazily)
     nvidia_device_files: false
+  # A Keepalived control pair instead of one control node (off here). With it, the two
+  # minions below are the control role, ControlMachine must be vip_name, config needs
+  # Keepalived: {CraneSharedBaseDir: <shared storage mounted on both>}, and the pillar top
+  # must give crane/database.sls to both control minions.
+  ha:
+    enabled: false
+    # nodes: [ctl1, ctl2]
+    # vip: 10.0.0.10/24
+    # vip_name: cranectl
+    # interface: eth0
+    # router_id: 51
+    # priorities: {ctl1: 100, ctl2: 90}
+    # unicast_peers: {ctl1: 10.0.0.11, ctl2: 10.0.0.12}   # or multicast: true
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo
