@@ -862,10 +862,12 @@ def restart_pending(unit=None):
     return pending
 
 
-def restart_clear(unit):
+def restart_clear(unit, force=False):
     """
     Forget a restart of ``unit`` that has happened (its process started after the marker).
-    Returns True when a marker was removed; a restart still due is kept.
+    Returns True when a marker was removed; a restart still due is kept unless ``force``
+    (a daemon that is not running and will be started on the new config by someone else,
+    e.g. cranectld on the backup of a Keepalived pair).
 
     CLI Example:
 
@@ -874,7 +876,7 @@ def restart_clear(unit):
         salt cn01 crane.restart_clear craned
     """
     path = _marker_path(unit)
-    if not os.path.exists(path) or unit in restart_pending(unit):
+    if not os.path.exists(path) or (unit in restart_pending(unit) and not force):
         return False
     os.remove(path)
     return True

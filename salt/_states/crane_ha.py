@@ -70,6 +70,9 @@ def cranectld_role(name, vip, on_master, alive_file=None, restart=True):
     due = name in __salt__["crane.restart_pending"](name)
     plan = _plan(status, enabled, due, restart)
     role = "master" if status["master"] else "backup"
+    if due and not status["cranectld"] and not __opts__["test"]:
+        # Not running here: whoever starts it next (keepalived) starts it on the new config.
+        __salt__["crane.restart_clear"](name, force=True)
     note = ""
     if not status["master"] and status["cranectld"]:
         note = f"; {name} runs on this backup node: keepalived's notify_backup should stop it"

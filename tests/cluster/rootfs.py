@@ -36,6 +36,8 @@ RECIPE = {
         "procps",
         "python3",
         "python3-yaml",
+        # crane:ha's control pair (VRRP in nspawn nodes on the private bridge)
+        "keepalived",
     ],
     # Nodes get their sources from the formula (our local repository), never the internet.
     "empty_files": ["etc/apt/sources.list", "etc/machine-id"],

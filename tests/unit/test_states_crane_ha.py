@@ -13,6 +13,12 @@ class Node:
         self.master, self.active, self.enabled, self.due = master, active, enabled, due
         self.calls = []
 
+    def clear(self, unit, force=False):
+        assert force  # a restart still due is forgotten only on purpose
+        self.calls.append(("clear", unit))
+        self.due = False
+        return True
+
     def salt(self):
         def on_master(argv, **_kw):
             self.calls.append(("on_master", argv[0]))
@@ -42,6 +48,7 @@ class Node:
             "service.disable": act("disable", True),
             "service.restart": act("restart", True),
             "cmd.run_all": on_master,
+            "crane.restart_clear": self.clear,
         }
 
 
@@ -64,7 +71,7 @@ def test_master_without_cranectld_starts_it_through_the_notify_script_then_is_qu
     assert second["comment"] == "master: cranectld is running, as keepalived wants"
 
 
-def test_backup_never_starts_cranectld_even_with_a_restart_due():
+def test_backup_never_starts_cranectld_and_forgets_a_restart_due():
     node = Node(master=False, active=False, due=True)
     result = run(node)
     assert result == {
@@ -73,7 +80,8 @@ def test_backup_never_starts_cranectld_even_with_a_restart_due():
         "comment": "backup: cranectld is not running, as keepalived wants",
         "changes": {},
     }
-    assert node.calls == []
+    assert node.calls == [("clear", "cranectld")]  # the next start reads the new config
+    assert run(node, test=True)["changes"] == {} and node.calls == [("clear", "cranectld")]
 
 
 def test_backup_running_cranectld_is_reported_not_touched():
