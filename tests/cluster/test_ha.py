@@ -172,3 +172,25 @@ def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):
     assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
     assert not holds_vip(hcluster, "ctl1")  # its stale alive file keeps its check failing
     flow["failed_over"] = True
+
+
+def test_failover_when_the_master_node_stops(hcluster, flow):
+    _after(flow, "failed_over")
+    before = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
+    began = time.monotonic()
+    hcluster.stop_node("ctl2")  # the master since the previous test
+    formula.wait_for("the VIP on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
+    TIMINGS["node_stop_to_vip_moved"] = time.monotonic() - began
+    # ctl1's stale alive file lowers its priority, but it is the only node left: it takes
+    # the VIP, its notify_master finds the shared lock free and starts cranectld
+    formula.wait_for("cranectld on ctl1", lambda: active(hcluster, "ctl1"), limit=60)
+
+    def cn01_busy_cn02_idle():
+        result = hcluster.sh("ctl1", "cinfo -N")
+        text = result.stdout if result.returncode == 0 else ""
+        return "alloc" in text and "idle" in text and "down" not in text
+
+    formula.wait_for("every node up through the VIP", cn01_busy_cn02_idle)
+    TIMINGS["node_stop_to_cinfo_all_up"] = time.monotonic() - began
+    after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
