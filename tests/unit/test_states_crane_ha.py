@@ -115,3 +115,43 @@ def test_failed_notify_script_fails_the_state():
     result = states.cranectld_role("cranectld", "10.0.0.10", "/x/on_master.sh")
     assert result["result"] is False
     assert result["comment"] == "master: /x/on_master.sh failed: held"
+
+
+IP_ADDR = (
+    "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+    "2: host0    inet 10.0.0.11/24 brd 10.0.0.255 scope global host0\\       valid_lft forever\n"
+    "2: host0    inet 10.0.0.10/24 scope global secondary host0\\       valid_lft forever\n"
+)
+
+
+def status_module(addresses, active_units=("keepalived",)):
+    def run_all(argv, **_kw):
+        if argv[0] == "ip":
+            return {"retcode": 0, "stdout": addresses, "stderr": ""}
+        return {"retcode": 0 if argv[-1] in active_units else 3, "stdout": "", "stderr": ""}
+
+    settings = {
+        "ha": {"keepalived_service": "keepalived"},
+        "ha_facts": {"vip_address": "10.0.0.10"},
+    }
+    salt = {"cmd.run_all": run_all, "crane.settings": lambda: settings}
+    return load("_modules", name="crane_ha", __salt__=salt)
+
+
+def test_status_master_is_the_node_holding_the_vip(tmp_path):
+    alive = tmp_path / "cranectld.alive"
+    alive.write_text("")
+    module = status_module(IP_ADDR, ("keepalived", "cranectld"))
+    assert module.status(alive_file=str(alive)) == {
+        "master": True,
+        "keepalived": True,
+        "cranectld": True,
+        "alive_file": True,
+    }
+    backup = status_module(IP_ADDR.replace("10.0.0.10/24", "10.0.0.99/24"))
+    assert backup.status(alive_file=str(tmp_path / "none")) == {
+        "master": False,
+        "keepalived": True,
+        "cranectld": False,
+        "alive_file": False,
+    }
