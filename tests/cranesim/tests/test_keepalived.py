@@ -102,6 +102,7 @@ def test_absolute_alive_file_and_null_shared_dir_as_yaml_cpp_reads_them(sim):
     ctld = _start(sim, "ctl1")
     assert _ready(sim), sim.log("ctld.out")
     assert (sim.tmp / "elsewhere" / "alive").exists() and (sim.tmp / "lock").exists()
+    assert (sim.tmp / "null" / "cranectld" / "embedded.dbvar").exists()  # relative to the cwd
     sim.stop(ctld)
     assert not (sim.tmp / "elsewhere" / "alive").exists()
 
