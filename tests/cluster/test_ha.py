@@ -174,23 +174,53 @@ def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):
     flow["failed_over"] = True
 
 
-def test_failover_when_the_master_node_stops(hcluster, flow):
+def master(cluster):
+    return next(node for node in PAIR if holds_vip(cluster, node))
+
+
+def one_cranectld_answering(cluster, via):
+    """Exactly one cranectld runs, and cinfo through the VIP shows cn01 busy, cn02 idle."""
+    if [active(cluster, node) for node in PAIR].count(True) != 1:
+        return False
+    result = cluster.sh(via, "cinfo -N")
+    text = result.stdout if result.returncode == 0 else ""
+    return "alloc" in text and "idle" in text and "down" not in text
+
+
+def test_clearing_the_stale_alive_file_hands_the_role_back(hcluster, flow):
     _after(flow, "failed_over")
     before = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
+    # CraneSched's advice once the crashed node is repaired: delete its alive file. Its
+    # check passes again, it preempts with the higher priority, its notify_master waits for
+    # the lock that ctl2's notify_backup releases, and starts cranectld.
+    hcluster.sh("ctl1", "rm /var/crane/cranectld/cranectld.alive", check=True)
+    formula.wait_for("the VIP back on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
+    formula.wait_for("one cranectld", lambda: one_cranectld_answering(hcluster, "ctl2"))
+    assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    flow["handed_back"] = True
+
+
+def test_failover_when_the_master_node_stops(hcluster, flow):
+    _after(flow, "failed_over")
+    old = master(hcluster)
+    other = next(node for node in PAIR if node != old)
+    before = json.loads(hcluster.sh(old, "cranesim-job --list", check=True).stdout)
     began = time.monotonic()
-    hcluster.stop_node("ctl2")  # the master since the previous test
-    formula.wait_for("the VIP on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
+    hcluster.stop_node(old)
+    formula.wait_for(f"the VIP on {other}", lambda: holds_vip(hcluster, other), limit=60)
     TIMINGS["node_stop_to_vip_moved"] = time.monotonic() - began
-    # ctl1's stale alive file lowers its priority, but it is the only node left: it takes
-    # the VIP, its notify_master finds the shared lock free and starts cranectld
-    formula.wait_for("cranectld on ctl1", lambda: active(hcluster, "ctl1"), limit=60)
+    # the node left takes the VIP even with a stale alive file of its own (its priority is
+    # lowered, but it is alone); its notify_master finds the shared lock free
+    formula.wait_for(f"cranectld on {other}", lambda: active(hcluster, other), limit=60)
 
     def cn01_busy_cn02_idle():
-        result = hcluster.sh("ctl1", "cinfo -N")
+        result = hcluster.sh(other, "cinfo -N")
         text = result.stdout if result.returncode == 0 else ""
         return "alloc" in text and "idle" in text and "down" not in text
 
     formula.wait_for("every node up through the VIP", cn01_busy_cn02_idle)
     TIMINGS["node_stop_to_cinfo_all_up"] = time.monotonic() - began
-    after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    after = json.loads(hcluster.sh(other, "cranesim-job --list", check=True).stdout)
     assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
