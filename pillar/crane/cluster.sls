@@ -60,6 +60,19 @@ crane:
     # job there can SSH in (root always can). Added once cinfo on the node lists it up,
     # so compute nodes need the CLIs: role_packages: {compute: [craned, frontend]}
     manage: false
+  # A Keepalived control pair instead of one control node (off here). With it, the two
+  # minions below are the control role, ControlMachine must be vip_name, config needs
+  # Keepalived: {CraneSharedBaseDir: <shared storage mounted on both>}, and the pillar top
+  # must give crane/database.sls to both control minions.
+  ha:
+    enabled: false
+    # nodes: [ctl1, ctl2]
+    # vip: 10.0.0.10/24
+    # vip_name: cranectl
+    # interface: eth0
+    # router_id: 51
+    # priorities: {ctl1: 100, ctl2: 90}
+    # unicast_peers: {ctl1: 10.0.0.11, ctl2: 10.0.0.12}   # or multicast: true
   # Written as /etc/crane/config.yaml on every node, byte-identical: any CraneSched key works.
   config:
     ClusterName: crane_demo

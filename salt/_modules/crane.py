@@ -105,7 +105,8 @@ def roles(config=None, login_nodes=None):
     """
     if login_nodes is None:
         login_nodes = _pillar_settings().get("login_nodes") or []
-    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes)
+    ha_pair = __utils__["crane_ha.pair"](_pillar_settings().get("ha"))
+    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes, ha_pair)
 
 
 def _no_role_comment(config):
@@ -222,6 +223,7 @@ def settings(*layers):
         raw = _discovered_gres(raw)[0]
     config, notes = __utils__["crane_config.prepare"](raw)
     data["roles"] = roles(config, data.get("login_nodes") or [])
+    _ha_settings(data, config)
     data["host"] = __grains__.get("host")
     data["nvidia_minors"] = _nvidia_minors(data, config)
     data["config"] = config
@@ -310,6 +312,19 @@ def _hide_secrets(data):
     tls["pillar_files"] = sorted(files) if isinstance(files, dict) else []
     mongodb = data.get("mongodb") or {}
     mongodb["has_keyfile"] = bool(mongodb.pop("keyfile", None))
+
+
+def _ha_settings(data, config):
+    """``crane:ha``: its errors join the settings errors (the validation state fails on
+    them); ``ha_facts`` for the templates. keepalived restarts cranectld, not systemd: a
+    ``Restart=`` in the drop-in would start it again on a node that is no longer master."""
+    derived = __utils__["crane_ha.derive"](data.get("ha"), config, _host_names())
+    data["settings_errors"] = data["settings_errors"] + derived["errors"]
+    data["ha_facts"] = derived["facts"]
+    if derived["facts"] is not None:
+        dropin = ((data.get("units") or {}).get("cranectld") or {}).get("dropin") or {}
+        for key in ("Restart", "RestartSec"):
+            dropin.pop(key, None)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -945,10 +960,12 @@ def restart_pending(unit=None):
     return pending
 
 
-def restart_clear(unit):
+def restart_clear(unit, force=False):
     """
     Forget a restart of ``unit`` that has happened (its process started after the marker).
-    Returns True when a marker was removed; a restart still due is kept.
+    Returns True when a marker was removed; a restart still due is kept unless ``force``
+    (a daemon that is not running and will be started on the new config by someone else,
+    e.g. cranectld on the backup of a Keepalived pair).
 
     CLI Example:
 
@@ -957,7 +974,7 @@ def restart_clear(unit):
         salt cn01 crane.restart_clear craned
     """
     path = _marker_path(unit)
-    if not os.path.exists(path) or unit in restart_pending(unit):
+    if not os.path.exists(path) or (unit in restart_pending(unit) and not force):
         return False
     os.remove(path)
     return True

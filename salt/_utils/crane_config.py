@@ -1039,17 +1039,20 @@ def compute_hosts(config):
     return list(hosts)
 
 
-def control_hosts(config):
-    """ControlMachine (a single host; HA peers share it through Keepalived's VIP name)."""
+def control_hosts(config, ha_pair=()):
+    """ControlMachine, or with a Keepalived pair (``ha_pair``, the two minions of
+    ``crane:ha:nodes``) those two: ControlMachine is then the virtual IP's name."""
+    if ha_pair:
+        return list(ha_pair)
     control = (config or {}).get("ControlMachine")
     return [str(control)] if control else []
 
 
-def roles(config, host_names, login_nodes=()):
+def roles(config, host_names, login_nodes=(), ha_pair=()):
     """Roles of a minion known by any of ``host_names`` (short name, node name)."""
     names = {str(n) for n in host_names if n}
     found = []
-    if names & set(control_hosts(config)):
+    if names & set(control_hosts(config, ha_pair)):
         found.append("control")
     if names & set(compute_hosts(config)):
         found.append("compute")

@@ -268,6 +268,7 @@ class Cluster:
     def _hosts_file(self) -> str:
         lines = ["127.0.0.1\tlocalhost", f"{self.spec.host_address}\tsalt {self.spec.name}-host"]
         lines += [f"{self.spec.address(h)}\t{h}" for h in self.spec.hostnames()]
+        lines += [f"{self.spec.alias_address(name)}\t{name}" for name, _ in self.spec.aliases]
         return "\n".join(lines) + "\n"
 
     def _network_file(self, hostname: str) -> str:
@@ -470,6 +471,11 @@ class Cluster:
         cmd += [f"--bind-ro={src}:{dst}" for src, dst in binds.items()]
         for dev in sorted((run / "dev" / hostname).glob("nvidia*")):
             cmd.append(f"--bind={dev}:/dev/{dev.name}")
+        for folder, target in self.spec.node(hostname).binds:
+            source = run / "binds" / folder
+            source.mkdir(parents=True, exist_ok=True)
+            source.chmod(0o777)  # like an export every node's service users may write
+            cmd.append(f"--bind={source}:{target}")
         return cmd
 
     def _find_leader(self, proc: subprocess.Popen, log: pathlib.Path) -> int:

@@ -41,6 +41,8 @@ RECIPE = {
         # sshd for pam_crane (PAM lets users in only with a job); the client for hops
         "openssh-server",
         "openssh-client",
+        # crane:ha's control pair (VRRP in nspawn nodes on the private bridge)
+        "keepalived",
     ],
     # Nodes get their sources from the formula (our local repository), never the internet.
     "empty_files": ["etc/apt/sources.list", "etc/machine-id"],

@@ -22,6 +22,9 @@ class NodeSpec:
     role: str = "compute"
     gpus: int = 0
     family: str = "Debian"
+    # (folder under the run directory, path in the node): host folders bound read-write, e.g.
+    # one folder bound into two nodes as their shared storage
+    binds: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -41,6 +44,8 @@ class ClusterSpec:
     http_port: int = 8080
     salt_ports: tuple[int, int] = (4505, 4506)
     repo_versions: tuple[str, ...] = ("1.1.2", "1.1.3")
+    # (name, host number on the subnet): extra /etc/hosts entries, e.g. a virtual IP's name
+    aliases: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self):
         net = ipaddress.ip_network(self.subnet)
@@ -65,6 +70,11 @@ class ClusterSpec:
         """Static address of a node."""
         index = [n.hostname for n in self.nodes].index(hostname)
         return str(self.network.network_address + 11 + index)
+
+    def alias_address(self, name: str) -> str:
+        """Address of an alias (``aliases``), e.g. a virtual IP no node owns for good."""
+        number = dict(self.aliases)[name]
+        return str(self.network.network_address + number)
 
     def node(self, hostname: str) -> NodeSpec:
         for node in self.nodes:
@@ -107,8 +117,10 @@ def isolated_spec(name: str = "cftest", subnet: str = "10.213.8.0/24", nodes=DEM
     return ClusterSpec(name=name, nodes=tuple(nodes), bridge=f"{name}0", subnet=subnet)
 
 
-def env_spec(variable: str, default: str, nodes=DEMO_NODES) -> ClusterSpec:
+def env_spec(variable: str, default: str, nodes=DEMO_NODES, **extra) -> ClusterSpec:
     """A cluster on its own bridge and subnet, ``default`` as ``name:subnet``; the environment
-    variable ``variable`` (same form) moves it, so several test runs can share one machine."""
+    variable ``variable`` (same form) moves it, so several test runs can share one machine.
+    ``extra``: further ClusterSpec fields (``aliases``)."""
     name, _, subnet = os.environ.get(variable, default).partition(":")
-    return isolated_spec(name, subnet, nodes)
+    spec = isolated_spec(name, subnet, nodes)
+    return dataclasses.replace(spec, **extra) if extra else spec

@@ -11,6 +11,7 @@ import crane_cinfo
 import crane_config
 import crane_firewall
 import crane_gres
+import crane_ha
 import crane_hostlist
 import crane_pam
 import crane_prereq
@@ -24,6 +25,7 @@ UTIL_MODULES = (
     crane_gres,
     crane_hostlist,
     crane_pam,
+    crane_ha,
     crane_prereq,
     crane_upgrade,
 )

@@ -491,3 +491,12 @@ def test_a_restart_is_due_until_the_daemon_started_after_the_mark(pillar, tmp_pa
     assert crane.restart_pending() == {}
     assert crane.restart_clear("craned") is True
     assert not os.listdir(crane.RESTART_DIR)
+
+
+def test_a_restart_still_due_is_forgotten_only_when_forced(pillar, tmp_path):
+    crane, _ = module(pillar, {"systemctl": lambda argv: systemctl_show(None)})
+    crane.RESTART_DIR = str(tmp_path / "markers")
+    crane.restart_mark("cranectld", "config.yaml changed")
+    assert crane.restart_clear("cranectld") is False  # not running: still due
+    assert crane.restart_clear("cranectld", force=True) is True
+    assert crane.restart_pending() == {}

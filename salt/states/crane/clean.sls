@@ -12,6 +12,9 @@ include:
   - .tls.clean
   - .plugin.clean
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
+{%- if crane.ha_facts and "control" in crane.roles %}
+  - .ha.clean
+{%- endif %}
 {%- if crane.remove_data_refusal %}
 
 {#- First, and the run stops here: nothing is cleaned while CraneBaseDir is unsafe to remove. #}

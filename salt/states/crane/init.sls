@@ -14,6 +14,9 @@ include:
   - .plugin
   - .config
   - .gres
+{%- if crane.ha_facts and "control" in crane.roles %}
+  - .ha
+{%- endif %}
   - .service
   - .firewall
   - .verify

@@ -16,13 +16,13 @@ crane-verify-nodes-ready:
     - timeout: {{ crane.verify.timeout }}
     - interval: {{ crane.verify.interval }}
     - require:
-      - crane: crane-service-cranectld-crane-daemon-healthy
+      - {{ "crane_ha" if crane.ha_facts else "crane" }}: crane-service-cranectld-crane-daemon-healthy
 
 crane-verify-drains-restored:
   crane.drains_restored:
     - name: {{ crane.compute_nodes | json }}
     - require:
-      - crane: crane-service-cranectld-crane-daemon-healthy
+      - {{ "crane_ha" if crane.ha_facts else "crane" }}: crane-service-cranectld-crane-daemon-healthy
     {#- no requisite on nodes_ready: defined after it, this runs after it (state_auto_order)
         whether it passed or not, so a node that is up is drained again #}
 {%- endif %}

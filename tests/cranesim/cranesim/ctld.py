@@ -1,5 +1,6 @@
 """The simulated cranectld: node registry, drain state, cluster queries, persistent jobs."""
 
+import errno
 import json
 import os
 import resource
@@ -22,7 +23,6 @@ from cranesim.common import (
     knob_seconds,
     rpc_call,
     serve_forever,
-    value_or,
 )
 from cranesim.config import compress, expand
 
@@ -533,17 +533,30 @@ def _create_folders(cfg, log):
         die(log, "Failed to create folders for CraneCtld log files!", "CraneCtld.cpp:1145")
     if not create_folders_for_file(cfg.db_path):
         die(log, "Failed to create folders for CraneCtld db files!", "CraneCtld.cpp:1151")
-    alive = _alive_file(cfg)
-    if alive and not create_folders_for_file(alive):
+    if cfg.alive_file and not create_folders_for_file(cfg.alive_file):
         die(log, "Failed to create folders for CraneCtld alive file!", "CraneCtld.cpp:1159")
 
 
-def _alive_file(cfg):
-    keepalived = cfg.raw.get("Keepalived")
-    if not isinstance(keepalived, dict):
-        return ""
-    rel = str(value_or(keepalived, "CraneCtldAliveFile", "cranectld/cranectld.alive"))
-    return os.path.join(cfg.base_dir, rel)
+def _create_alive_file(path, log):
+    """``util::os::CreateFile``: an existing (stale) file is fine, as in CraneSched."""
+    if os.path.exists(path):
+        return True
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    except OSError as exc:
+        log.error(f"Create file {path} failed: {os.strerror(exc.errno)}", src="OS.cpp:110")
+        return False
+    return True
+
+
+def _delete_alive_file(path, log):
+    """``DestroyCtldGlobalVariables``: remove the alive file, logging when it is gone."""
+    try:
+        os.unlink(path)
+    except OSError as exc:
+        reason = "Success" if exc.errno == errno.ENOENT else os.strerror(exc.errno)
+        log.error(f"Failed to remove file {path}: {reason}", src="OS.cpp:89")
+        log.error("Failed to delete folders for CraneCtld alive file!", src="CraneCtld.cpp:1015")
 
 
 START_DELAY = 1.0  # seconds before cranectld answers: a MongoDB connect on the same host
@@ -604,13 +617,10 @@ def start_server(cfg, log):
     ctld = Ctld(cfg, log, _open_store(cfg, log))
     _start_servers(ctld, cfg, log)
     log.info("CraneCtld service ready.", src="CraneCtld.cpp:1176")
-    alive = _alive_file(cfg)
-    if alive:
-        try:
-            open(alive, "a").close()
-        except OSError:
-            sys.exit(1)  # ``util::os::CreateFile`` failed: exit without a message
-    _serve(ctld, alive)
+    if cfg.alive_file and not _create_alive_file(cfg.alive_file, log):
+        _delete_alive_file(cfg.alive_file, log)
+        sys.exit(1)
+    _serve(ctld, cfg.alive_file)
 
 
 def _serve(ctld, alive_file):
@@ -619,8 +629,8 @@ def _serve(ctld, alive_file):
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.2):
         ctld.check_timeouts()
-    if alive_file and os.path.exists(alive_file):
-        os.unlink(alive_file)
+    if alive_file:
+        _delete_alive_file(alive_file, ctld.log)
     ctld.log.info("CraneCtld is ending.", src="CraneCtld.cpp:0")
 
 

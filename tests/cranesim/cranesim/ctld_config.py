@@ -9,6 +9,7 @@ from cranesim import VERSION
 from cranesim.common import (
     LEVELS,
     Logger,
+    abort_uncaught,
     as_bool,
     as_str,
     config_crc,
@@ -52,6 +53,7 @@ class CtldConfig:
     partitions: dict = field(default_factory=dict)  # name -> [node names]
     crc: int = 0
     shared_base: str | None = None
+    alive_file: str = ""  # Keepalived.CraneCtldAliveFile under the local CraneBaseDir
     db_backend: str = "Unqlite"
     vault_enabled: bool = False
 
@@ -143,20 +145,35 @@ def _check_log_size(section, log):
         die(log, "Illegal memory format.", "CraneCtld.cpp:62")
 
 
-def _check_sections(raw, cfg, log):
-    keepalived = raw.get("Keepalived")
-    shared = None
-    if keepalived is not None:
-        if not isinstance(keepalived, dict) or keepalived.get("CraneSharedBaseDir") is None:
-            die(
-                log,
-                "Keepalived.CraneSharedBaseDir is not set in configuration file.",
-                src="CraneCtld.cpp:223",
-            )
-        shared = as_str(keepalived["CraneSharedBaseDir"])
+def _check_keepalived(raw, cfg, log):
+    """The ``Keepalived`` section: lock and embedded DB move to ``CraneSharedBaseDir``, the
+    alive file stays under the local ``CraneBaseDir``. yaml-cpp takes a null section as
+    present (and without the key); a null ``CraneSharedBaseDir`` reads as the string "null"."""
+    if "Keepalived" not in raw:
+        return
+    keepalived = raw["Keepalived"]
+    if keepalived is not None and not isinstance(keepalived, (dict, list)):
+        abort_uncaught(
+            "YAML::BadSubscript", 'operator[] call on a scalar (key: "CraneSharedBaseDir")'
+        )
+    if not isinstance(keepalived, dict) or "CraneSharedBaseDir" not in keepalived:
+        die(
+            log,
+            "Keepalived.CraneSharedBaseDir is not set in configuration file.",
+            "CraneCtld.cpp:223",
+        )
+    shared = keepalived["CraneSharedBaseDir"]
+    cfg.shared_base = "null" if shared is None else as_str(shared)
+    alive_rel = as_str(value_or(keepalived, "CraneCtldAliveFile", "cranectld/cranectld.alive"))
+    cfg.alive_file = join_base(cfg.base_dir, alive_rel)
     lock_rel = as_str(value_or(raw, "CraneCtldMutexFilePath", "cranectld/cranectld.lock"))
-    cfg.lock_file = join_base(shared or cfg.base_dir, lock_rel)
-    cfg.shared_base = shared
+    cfg.lock_file = join_base(cfg.shared_base, lock_rel)
+
+
+def _check_sections(raw, cfg, log):
+    lock_rel = as_str(value_or(raw, "CraneCtldMutexFilePath", "cranectld/cranectld.lock"))
+    cfg.lock_file = join_base(cfg.base_dir, lock_rel)
+    _check_keepalived(raw, cfg, log)
     _check_tls(raw.get("TLS") or {}, log)
     _check_licenses(raw.get("Licenses") or [], log)
     _parse_nodes(raw, cfg, log)

@@ -130,6 +130,7 @@ class Sim:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=self.tmp,  # relative paths a daemon resolves (none, normally) stay in here
         )
         out.close()
         self.procs.append(proc)

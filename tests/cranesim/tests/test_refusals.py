@@ -72,6 +72,7 @@ CTLD_CASES = [
         {"CraneCtldAliveFile": "a"},
         "Keepalived.CraneSharedBaseDir is not set in configuration file.",
     ),
+    ("Keepalived", [], "Keepalived.CraneSharedBaseDir is not set in configuration file."),
     ("TLS", {"Enabled": True}, "UseTls is true, but CaFilePath is empty"),
     ("Licenses", [{"quantity": 3}], "Illegal licenses name format."),
     ("Licenses", [{"name": "matlab"}], "Illegal licenses quantity format."),

@@ -9,10 +9,15 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
 {%- set method = crane.install.method %}
+{%- set ha = crane.ha_facts if "control" in crane.roles else None %}
+{%- set ctld_healthy_mod = "crane_ha" if ha else "crane" %}
 
 include:
   - {{ tplroot }}.package
   - {{ tplroot }}.config
+{%- if ha %}
+  - {{ tplroot }}.ha
+{%- endif %}
 
 {%- for unit in crane.services %}
 {%-   set config_triggers = [{"file": "crane-config-file-config-file-managed"},
@@ -61,6 +66,34 @@ crane-service-cranectld-drains-saved:
 {%-     endfor %}
 {%-   endif %}
 
+{%-   if unit == "cranectld" and ha %}
+
+{#- crane:ha: keepalived starts cranectld on the master; never started here on the backup.
+    The restart markers above say when the master's cranectld must restart. #}
+crane-service-cranectld-service-running:
+  crane_ha.cranectld_role:
+    - name: cranectld
+    - vip: {{ ha.vip_address | json }}
+    - on_master: {{ (crane.ha.script_dir ~ "/crane-on-master.sh") | json }}
+    - alive_file: {{ ha.alive_file | json }}
+    - restart: {{ crane.restart == "on_change" }}
+    - require:
+      - service: crane-ha-keepalived-service-running
+{%-     for trigger in config_triggers + package_triggers + markers %}
+      - {{ trigger | yaml(false) }}
+{%-     endfor %}
+{%-     if crane.restart == "on_change" %}
+      - crane: crane-service-cranectld-drains-saved
+{%-     endif %}
+
+crane-service-cranectld-crane-daemon-healthy:
+  crane_ha.cranectld_answering:
+    - name: cranectld
+    - timeout: {{ crane.ready_timeout }}
+    - require:
+      - crane_ha: crane-service-cranectld-service-running
+{%-   else %}
+
 crane-service-{{ unit }}-service-running:
   service.running:
     - name: {{ unit }}
@@ -70,7 +103,7 @@ crane-service-{{ unit }}-service-running:
       - {{ trigger | yaml(false) }}
 {%-   endfor %}
 {%-   if unit == "craned" and "cranectld" in crane.services %}
-      - crane: crane-service-cranectld-crane-daemon-healthy
+      - {{ ctld_healthy_mod }}: crane-service-cranectld-crane-daemon-healthy
 {%-   endif %}
 {%-   if crane.restart == "on_change" %}
 {%-     if unit == "cranectld" %}
@@ -101,12 +134,13 @@ crane-service-{{ unit }}-crane-daemon-healthy:
 {%-   endif %}
     - require:
       - service: crane-service-{{ unit }}-service-running
+{%-   endif %}
 {%-   if unit == "cranectld" %}
 
 crane-service-cranectld-drains-restored:
   crane.drains_restored:
     - name: cranectld
     - require:
-      - crane: crane-service-cranectld-crane-daemon-healthy
+      - {{ ctld_healthy_mod }}: crane-service-cranectld-crane-daemon-healthy
 {%-   endif %}
 {%- endfor %}

@@ -1,0 +1,226 @@
+"""crane:ha on real nodes: two control nodes running Debian's keepalived (VRRP on the private
+bridge) with one host folder bound into both as the shared storage, two compute nodes.
+
+Deploy: the master holds the virtual IP and runs cranectld, the backup does not, every compute
+node is idle through the VIP's name; a second apply changes nothing and test=True plans
+nothing. Failover by fault: cranectld killed on the master (its alive file stays, the check
+fails, keepalived moves the VIP, the backup's notify_master starts cranectld on the shared
+DB); a job submitted before is still known, and cinfo answers through the VIP with every node
+up. One ordered flow on one cluster; a failed step skips the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from . import formula, pillar
+from .conftest import require_cluster_environment
+from .harness import Cluster
+from .spec import NodeSpec, env_spec
+
+pytestmark = pytest.mark.cluster
+
+PAIR = ("ctl1", "ctl2")
+COMPUTE = ("cn01", "cn02")
+VIP_NAME = "cranectl"
+VIP_HOST = 100  # the VIP is .100 on the cluster's subnet
+SHARED = ("shared", "/shared")
+NODES = (
+    NodeSpec("ctl1", "control", binds=(SHARED,)),
+    NodeSpec("ctl2", "control", binds=(SHARED,)),
+    NodeSpec("cn01"),
+    NodeSpec("cn02"),
+)
+TIMINGS: dict[str, float] = {}
+
+
+def ha_spec():
+    """Own bridge and subnet (CRANE_FORMULA_HA_NET=name:subnet moves them)."""
+    return env_spec(
+        "CRANE_FORMULA_HA_NET", "cfha:10.213.71.0/24", NODES, aliases=((VIP_NAME, VIP_HOST),)
+    )
+
+
+def ha_pillar(spec):
+    sls, top = pillar.cluster_pillar(spec, pillar.pathlib.Path(__file__).resolve().parents[2])
+    crane = sls["crane.cluster"]["crane"]
+    crane["login_nodes"] = []
+    config = crane["config"]
+    config["ControlMachine"] = VIP_NAME
+    config["Keepalived"] = {"CraneSharedBaseDir": SHARED[1] + "/"}
+    config["Nodes"] = [{"name": "cn[01-02]", "cpu": 2, "memory": "2G"}]
+    config["Partitions"] = [{"name": "CPU", "nodes": "cn[01-02]", "priority": 5}]
+    config["DefaultPartition"] = "CPU"
+    crane["ha"] = {
+        "enabled": True,
+        "nodes": list(PAIR),
+        "vip": f"{spec.alias_address(VIP_NAME)}/24",
+        "vip_name": VIP_NAME,
+        "interface": "host0",
+        "router_id": 71,
+        "priorities": {"ctl1": 100, "ctl2": 90},
+        "unicast_peers": {node: spec.address(node) for node in PAIR},
+    }
+    return sls, top
+
+
+@pytest.fixture(scope="module")
+def hcluster():
+    require_cluster_environment()
+    spec = ha_spec()
+    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
+    cluster.start()
+    try:
+        cluster.write_pillar(*ha_pillar(spec))
+        yield cluster
+    finally:
+        print(f"[cluster] HA timings: {TIMINGS}")
+        left = cluster.stop()
+        assert not left, f"teardown left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return {}
+
+
+def _after(flow, step):
+    if not flow.get(step):
+        pytest.skip(f"needs the step '{step}' to pass first")
+
+
+def holds_vip(cluster, node):
+    vip = cluster.spec.alias_address(VIP_NAME)
+    out = cluster.sh(node, "ip -o -4 addr show dev host0").stdout
+    return f" {vip}/" in out
+
+
+def active(cluster, node, unit="cranectld"):
+    return cluster.sh(node, f"systemctl is-active {unit}").stdout.strip() == "active"
+
+
+def all_idle_via(cluster, node):
+    """cinfo on ``node`` (through the VIP name): every compute node idle."""
+    result = cluster.sh(node, "cinfo --json")
+    if result.returncode != 0:
+        return False
+    states = {}
+    for part in json.loads(result.stdout)["partitions"]:
+        for group in part["craned_lists"]:
+            for name in cluster.salt(node, "crane.expand_hostlist", group["craned_list_regex"])[
+                node
+            ]:
+                states[name] = group["resource_state"]
+    return all(states.get(n) == "CRANE_IDLE" for n in COMPUTE)
+
+
+def test_deploy_master_runs_cranectld_backup_does_not(hcluster, flow):
+    result = formula.timed_apply(hcluster, "ha first apply")
+    assert formula.failures(result) == {}
+    formula.wait_for("the VIP on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
+    assert not holds_vip(hcluster, "ctl2")
+    assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    assert active(hcluster, "ctl1", "keepalived") and active(hcluster, "ctl2", "keepalived")
+    for node in PAIR:  # keepalived starts cranectld, not the boot
+        assert hcluster.sh(node, "systemctl is-enabled cranectld").stdout.strip() == "disabled"
+    formula.wait_for("every node idle via the VIP", lambda: all_idle_via(hcluster, "ctl2"))
+    for node in PAIR:
+        script = hcluster.sh(node, "stat -c '%U %a' /etc/keepalived/crane-on-master.sh").stdout
+        assert script.split() == ["root", "755"]
+        journal = hcluster.sh(node, "journalctl -u keepalived --no-pager").stdout
+        assert "Unsafe permission" not in journal and "disabling" not in journal
+    assert hcluster.sh("ctl1", "ls /shared/cranectld").stdout.split().count("cranectld.lock") == 1
+    flow["deployed"] = True
+
+
+def test_second_apply_and_dry_run_change_nothing(hcluster, flow):
+    _after(flow, "deployed")
+    again = formula.apply(hcluster)
+    assert formula.failures(again) == {}
+    assert formula.changed(again) == {}
+    dry = formula.apply(hcluster, test=True)
+    assert formula.failures(dry) == {}
+    assert formula.results(dry) <= {True}
+    assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    flow["idempotent"] = True
+
+
+def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):
+    _after(flow, "deployed")
+    submitted = hcluster.sh("ctl1", "cranesim-job --node cn01 --seconds 3600", check=True)
+    assert submitted.returncode == 0
+    before = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    began = time.monotonic()
+    hcluster.sh("ctl1", "systemctl kill -s KILL cranectld", check=True)
+    formula.wait_for("the VIP on ctl2", lambda: holds_vip(hcluster, "ctl2"), limit=60)
+    TIMINGS["fault_to_vip_moved"] = time.monotonic() - began
+    formula.wait_for("cranectld on ctl2", lambda: active(hcluster, "ctl2"), limit=60)
+
+    def cn01_busy_cn02_idle():
+        result = hcluster.sh("ctl1", "cinfo -N")  # through the VIP, from the old master
+        text = result.stdout if result.returncode == 0 else ""
+        return "alloc" in text and "idle" in text and "down" not in text
+
+    formula.wait_for("every node up through the VIP", cn01_busy_cn02_idle)
+    TIMINGS["fault_to_cinfo_all_up"] = time.monotonic() - began
+    assert not active(hcluster, "ctl1")
+    assert hcluster.sh("ctl1", "test -e /var/crane/cranectld/cranectld.alive").returncode == 0
+    after = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    assert not holds_vip(hcluster, "ctl1")  # its stale alive file keeps its check failing
+    flow["failed_over"] = True
+
+
+def master(cluster):
+    return next(node for node in PAIR if holds_vip(cluster, node))
+
+
+def one_cranectld_answering(cluster, via):
+    """Exactly one cranectld runs, and cinfo through the VIP shows cn01 busy, cn02 idle."""
+    if [active(cluster, node) for node in PAIR].count(True) != 1:
+        return False
+    result = cluster.sh(via, "cinfo -N")
+    text = result.stdout if result.returncode == 0 else ""
+    return "alloc" in text and "idle" in text and "down" not in text
+
+
+def test_clearing_the_stale_alive_file_hands_the_role_back(hcluster, flow):
+    _after(flow, "failed_over")
+    before = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
+    # CraneSched's advice once the crashed node is repaired: delete its alive file. Its
+    # check passes again, it preempts with the higher priority, its notify_master waits for
+    # the lock that ctl2's notify_backup releases, and starts cranectld.
+    hcluster.sh("ctl1", "rm /var/crane/cranectld/cranectld.alive", check=True)
+    formula.wait_for("the VIP back on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
+    formula.wait_for("one cranectld", lambda: one_cranectld_answering(hcluster, "ctl2"))
+    assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    flow["handed_back"] = True
+
+
+def test_failover_when_the_master_node_stops(hcluster, flow):
+    _after(flow, "failed_over")
+    old = master(hcluster)
+    other = next(node for node in PAIR if node != old)
+    before = json.loads(hcluster.sh(old, "cranesim-job --list", check=True).stdout)
+    began = time.monotonic()
+    hcluster.stop_node(old)
+    formula.wait_for(f"the VIP on {other}", lambda: holds_vip(hcluster, other), limit=60)
+    TIMINGS["node_stop_to_vip_moved"] = time.monotonic() - began
+    # the node left takes the VIP even with a stale alive file of its own (its priority is
+    # lowered, but it is alone); its notify_master finds the shared lock free
+    formula.wait_for(f"cranectld on {other}", lambda: active(hcluster, other), limit=60)
+
+    def cn01_busy_cn02_idle():
+        result = hcluster.sh(other, "cinfo -N")
+        text = result.stdout if result.returncode == 0 else ""
+        return "alloc" in text and "idle" in text and "down" not in text
+
+    formula.wait_for("every node up through the VIP", cn01_busy_cn02_idle)
+    TIMINGS["node_stop_to_cinfo_all_up"] = time.monotonic() - began
+    after = json.loads(hcluster.sh(other, "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
