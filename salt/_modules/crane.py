@@ -319,7 +319,7 @@ def _ha_settings(data, config):
     them); ``ha_facts`` for the templates. keepalived restarts cranectld, not systemd: a
     ``Restart=`` in the drop-in would start it again on a node that is no longer master."""
     derived = __utils__["crane_ha.derive"](data.get("ha"), config, _host_names())
-    data["settings_errors"] = data["settings_errors"] + derived["errors"]
+    data["settings_errors"].extend(derived["errors"])
     data["ha_facts"] = derived["facts"]
     if derived["facts"] is not None:
         dropin = ((data.get("units") or {}).get("cranectld") or {}).get("dropin") or {}
