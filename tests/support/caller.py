@@ -124,8 +124,12 @@ class Minion:
 
     def _update_live_pillar(self, pillar):
         """The modules hold on to these dicts: change them in place."""
+        functions = self.caller.sminion.functions
+        # state.show_sls leaves the loader's __pillar__ holding the pillar it compiled
+        loader_pillar = functions.pack.get("__pillar__")
         for live in _unique(
-            [self.caller.opts["pillar"], self.caller.sminion.functions.opts["pillar"]]
+            [self.caller.opts["pillar"], functions.opts["pillar"]]
+            + ([loader_pillar] if isinstance(loader_pillar, dict) else [])
         ):
             live.clear()
             live.update(copy.deepcopy(pillar))
