@@ -31,28 +31,20 @@ def _bullets(lines):
     return "\n".join(f"  - {line}" for line in lines)
 
 
-def config_valid(name, config=None, database=None, notes=None, settings=None):
+def config_valid(name, database=None):
     """
-    Fail, before anything changes, when the cluster config breaks a CraneSched rule.
+    Fail, before anything changes, when the cluster config breaks a CraneSched rule or the
+    pillar ``crane`` a rule of the formula. Checks the config as ``crane.settings`` works it
+    out for this run (the one the formula writes).
 
     name
         The config file the checked data is for (used in messages).
-    config
-        The cluster config (default: the pillar's ``crane:config``).
     database
-        database.yaml data to check too, or ``True`` for the pillar's ``crane:database``
-        (control nodes; keeps the secrets out of the SLS).
-    notes
-        What the formula enforced in the config (shown in the comment).
-    settings
-        ``{'errors': [...], 'warnings': [...]}`` about the formula's own pillar settings
-        (``crane.settings`` works them out), reported with the config's.
+        ``True``: check the pillar's ``crane:database`` too (control nodes; keeps the secrets
+        out of the SLS).
     """
-    result = __salt__["crane.validate_config"](config=config, database=database)
-    settings = settings or {}
-    result["errors"] = [*(settings.get("errors") or []), *result["errors"]]
-    result["warnings"] = [*(settings.get("warnings") or []), *result["warnings"]]
-    result["valid"] = result["valid"] and not settings.get("errors")
+    result = __salt__["crane.validate_config"](database=True if database else None)
+    notes = __salt__["crane.settings"]()["config_notes"]
     lines = []
     if result["errors"]:
         lines.append(f"{len(result['errors'])} error(s) in the CraneSched config for {name}:")
@@ -68,15 +60,17 @@ def config_valid(name, config=None, database=None, notes=None, settings=None):
     return _ret(name, result["valid"], "\n".join(lines))
 
 
-def gres_valid(name, config=None, dev_root="/dev"):
+def gres_valid(name, dev_root="/dev"):
     """
     Fail when craned on this node would refuse its gres config (a device file missing, an
-    invalid injector or CDI setting). Put it before config.yaml is written and before craned
-    is restarted: on failure the node keeps its previous config and its running craned.
+    invalid injector or CDI setting) as ``crane.settings`` works it out (with ``gres:auto``,
+    filled from the mine). Put it before config.yaml is written and before craned is
+    restarted: on failure the node keeps its previous config and its running craned.
 
     name
         The node name (its entry in Nodes).
     """
+    config = __salt__["crane.settings"]()["config"]
     result = __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root)
     if result["valid"]:
         return _ret(name, True, f"The gres config of {name} matches its devices")
@@ -534,15 +528,19 @@ def cgroup_ready(name, root="/sys/fs/cgroup", enabled_by=None):
     return _ret(name, False, comment)
 
 
-def names_resolve(name, config=None, login_nodes=None):
+def names_resolve(name):
     """
-    Fail when this node cannot resolve a name CraneSched connects to, or when its
-    ``gethostname()`` is not its ``Nodes`` entry. Put it before any daemon is restarted.
+    Fail when this node cannot resolve a name CraneSched connects to (in the config and login
+    nodes of ``crane.settings``), or when its ``gethostname()`` is not its ``Nodes`` entry. Put
+    it before any daemon is restarted.
 
     name
         The node name (its host name).
     """
-    report = __salt__["crane.names_check"](node=name, config=config, login_nodes=login_nodes)
+    data = __salt__["crane.settings"]()
+    report = __salt__["crane.names_check"](
+        node=name, config=data["config"], login_nodes=data.get("login_nodes") or []
+    )
     if report["valid"]:
         return _ret(name, True, f"{name} resolves {len(report['names'])} CraneSched host name(s)")
     comment = (

@@ -1003,26 +1003,11 @@ def _canonical(data):
     return data
 
 
-# Recent dumps by the repr of their canonical data. One state run renders map.jinja once per
-# SLS file, and each render dumps the same config again; the pure-Python YAML emitter is the
-# formula's largest cost for big configs, a repr of the data a small fraction of it. Equal reprs
-# of plain pillar data (str, int, float, bool, None, dates, lists, dicts) give equal YAML.
-_DUMPS = {}
-_DUMPS_KEPT = 4
-
-
 def dump(data, header=None):
     """YAML text of a config mapping, byte-identical for equal data."""
-    canonical = _canonical(data)
-    key = repr(canonical)
-    text = _DUMPS.get(key)
-    if text is None:
-        text = yaml.safe_dump(
-            canonical, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000
-        )
-        _DUMPS[key] = text
-        for old in list(_DUMPS)[:-_DUMPS_KEPT]:
-            _DUMPS.pop(old, None)
+    text = yaml.safe_dump(
+        _canonical(data), default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000
+    )
     return f"{header}\n{text}" if header else text
 
 

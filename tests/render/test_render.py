@@ -306,8 +306,18 @@ def test_forced_keys_are_reported(minion):
         grains=node_grains("debian12", "cn01"),
         pillar=copy.deepcopy(pillar),
     )
-    notes = args(states["crane-validate-config"])["notes"]
-    assert any("CranedForeground set to true" in n for n in notes)
+    # the validation state takes the config and its notes from crane.settings, not from SLS text
+    validation_args = set(args(states["crane-validate-config"]))
+    assert validation_args <= {"name", "database", "failhard", "fun", "order"}
+    ran = minion.call(
+        "state.sls",
+        "crane.validate",
+        test=True,
+        grains=node_grains("debian12", "cn01"),
+        pillar=copy.deepcopy(pillar),
+    )
+    (validation,) = ran.values()
+    assert "CranedForeground set to true" in validation["comment"]
     text = args(states["crane-config-file-config-file-managed"])["contents"]
     assert "CraneBaseDir: /srv/crane/\n" in text
     assert "CranedForeground: true" in text

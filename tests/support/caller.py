@@ -124,8 +124,9 @@ class Minion:
 
     def _update_live_pillar(self, pillar):
         """The modules hold on to these dicts: change them in place."""
+        functions = self.caller.sminion.functions
         for live in _unique(
-            [self.caller.opts["pillar"], self.caller.sminion.functions.opts["pillar"]]
+            [self.caller.opts["pillar"], functions.opts["pillar"], functions.pack["__pillar__"]]
         ):
             live.clear()
             live.update(copy.deepcopy(pillar))

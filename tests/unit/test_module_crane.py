@@ -90,7 +90,7 @@ def module(pillar, answers=None, host="cranectl", bin_dir=BIN_DIR):
         "_modules",
         __salt__={"cmd.run_all": commands},
         __pillar__=pillar,
-        __grains__={"host": host, "nodename": host, "id": host},
+        __grains__={"host": host, "nodename": host, "id": host, "os_family": "Debian"},
     )
     return mod, commands
 
@@ -491,3 +491,30 @@ def test_a_restart_is_due_until_the_daemon_started_after_the_mark(pillar, tmp_pa
     assert crane.restart_pending() == {}
     assert crane.restart_clear("craned") is True
     assert not os.listdir(crane.RESTART_DIR)
+
+
+def _counting_module(pillar, context):
+    reads = []
+    pillar["crane"]["gres"] = {"auto": True}
+    mod, _ = module(pillar, host="cn03")
+    mod.__salt__["mine.get"] = lambda target, fun: reads.append(fun) or {}
+    mod.__context__ = context
+    return mod, reads
+
+
+def test_settings_and_the_mine_are_worked_out_once_per_state_run(pillar):
+    mod, reads = _counting_module(pillar, {"fileclient": "the run's file client"})
+    first = mod.settings()
+    assert mod.settings() is first
+    result = mod.validate_config()
+    assert sorted(reads) == ["crane_gres", "crane_host"]
+    assert result["errors"] == first["gres_errors"] and first["gres_errors"]
+    mod.settings(pillar["crane"])  # other inputs: worked out, the mine still read once
+    assert sorted(reads) == ["crane_gres", "crane_host"]
+
+
+def test_a_direct_call_reads_the_mine_afresh(pillar):
+    mod, reads = _counting_module(pillar, {})
+    mod.settings()
+    mod.settings()
+    assert sorted(reads) == ["crane_gres", "crane_gres", "crane_host", "crane_host"]

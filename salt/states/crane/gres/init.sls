@@ -50,7 +50,6 @@ crane-gres-nvidia-service-running:
 crane-gres-valid:
   crane.gres_valid:
     - name: {{ crane.host }}
-    - config: {{ crane.config | json }}
     - dev_root: {{ crane.gres.dev_root }}
     - require:
       - crane: crane-validate-config

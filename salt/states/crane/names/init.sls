@@ -29,8 +29,6 @@ crane-names-hosts-{{ name }}-host-present:
 crane-names-resolve:
   crane.names_resolve:
     - name: {{ crane.host }}
-    - config: {{ crane.config | json }}
-    - login_nodes: {{ crane.login_nodes | json }}
     - require:
       - crane: crane-validate-config
     - require_in:
