@@ -273,6 +273,21 @@ def _settings(layers):
     return data
 
 
+def package_names():
+    """
+    ``{package key: package name}`` of the packages this minion's roles install, as the
+    formula's settings name them (os_family parameters, pillar ``crane:package_names``).
+    The upgrade and restart runs ask every minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.package_names
+    """
+    return {key: package["name"] for key, package in settings()["packages"].items()}
+
+
 # --- validation ----------------------------------------------------------------------------
 
 

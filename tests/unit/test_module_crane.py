@@ -518,3 +518,14 @@ def test_a_direct_call_reads_the_mine_afresh(pillar):
     mod.settings()
     mod.settings()
     assert sorted(reads) == ["crane_gres", "crane_gres", "crane_host", "crane_host"]
+
+
+def test_package_names_follow_the_roles_and_os_family(pillar):
+    mod, _ = module(pillar, host="cranectl")
+    assert mod.package_names() == {
+        "cranectld": "cranesched-cranectld",
+        "frontend": "cranesched-frontend",
+    }
+    mod.__grains__["os_family"] = "RedHat"
+    pillar["crane"]["package_names"] = {"frontend": "site-frontend"}
+    assert mod.package_names() == {"cranectld": "CraneSched-cranectld", "frontend": "site-frontend"}
