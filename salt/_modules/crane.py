@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import shutil
 import socket
 import time
@@ -29,11 +30,9 @@ CONFIG_HEADER = "# Managed by Salt (crane formula): edit the pillar crane:config
 DATABASE_HEADER = (
     "# Managed by Salt (crane formula): edit the pillar crane:database, not this file."
 )
-REDACTED = "<redacted>"
 DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control node
 RESTART_DIR = "/var/lib/crane-formula"  # restart-<unit> markers: a restart is due
 CINFO_UNREACHABLE = 3
-CFORED_PORT = 10012  # hard-coded in cfored
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
@@ -158,13 +157,21 @@ def _no_role_comment(config):
 
 
 def _role_packages(data, minion_roles):
-    """{package key: {'name', 'version'}} for this minion's roles, in role order."""
+    """{package key: {'name', 'version', 'cache_file'}} for this minion's roles, in role
+    order; ``cache_file``: where install method ``files`` downloads the package to."""
+    install = data.get("install") or {}
     packages = {}
     for role in minion_roles:
         for key in (data.get("role_packages") or {}).get(role, []):
+            entry = (install.get("files") or {}).get(key)
+            source = str((entry.get("source") if isinstance(entry, dict) else None) or key)
             packages[key] = {
                 "name": (data.get("package_names") or {}).get(key, key),
                 "version": str((data.get("versions") or {}).get(key) or data.get("version") or ""),
+                "cache_file": posixpath.join(
+                    str(install.get("cache_dir") or ""),
+                    source.replace("\\", "/").rsplit("/", 1)[-1],
+                ),
             }
     return packages
 
@@ -178,24 +185,6 @@ def _role_services(data, minion_roles):
     if "login" in minion_roles and data.get("cfored"):
         services.append("cfored")
     return services
-
-
-def _role_ports(config, minion_services):
-    """TCP ports this minion's daemons listen on (reference §5)."""
-    defaults = {
-        "CraneCtldListenPort": 10011,
-        "CraneCtldForInternalListenPort": 10013,
-        "CranedListenPort": 10010,
-    }
-    port = lambda key: int(config.get(key) or defaults[key])  # noqa: E731
-    ports = []
-    if "cranectld" in minion_services:
-        ports += [port("CraneCtldListenPort"), port("CraneCtldForInternalListenPort")]
-    if "craned" in minion_services:
-        ports.append(port("CranedListenPort"))
-    if "cfored" in minion_services:
-        ports.append(CFORED_PORT)
-    return sorted(set(ports))
 
 
 def _merge_layers(layers):
@@ -256,10 +245,10 @@ def _settings(layers):
     data["config"] = config
     data["config_notes"] = notes
     data["config_text"] = __utils__["crane_config.dump"](config, header=CONFIG_HEADER)
-    data["base_dir"] = config.get("CraneBaseDir") or data.get("base_dir") or "/var/crane/"
+    data["base_dir"] = __utils__["crane_config.base_dir"](config)
     data["packages"] = _role_packages(data, data["roles"])
     data["services"] = _role_services(data, data["roles"])
-    data["ports"] = _role_ports(config, data["services"])
+    data["ports"] = __utils__["crane_config.daemon_ports"](config, data["services"])
     data["no_role_comment"] = "" if data["roles"] else _no_role_comment(config)
     data["remove_data_refusal"] = None
     if (data.get("clean") or {}).get("remove_data"):
@@ -288,6 +277,23 @@ def package_names():
     return {key: package["name"] for key, package in settings()["packages"].items()}
 
 
+def mapdata():
+    """
+    This minion's settings (``crane.settings``) with the values of keys that name a password,
+    secret or token redacted: what the state ``crane._mapdata`` writes to a file, to see what
+    a site's pillar gives a node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.mapdata
+    """
+    # config_text is the config again, as text that cannot be redacted by key
+    data = {key: value for key, value in settings().items() if key != "config_text"}
+    return {"values": __utils__["crane_config.redact"](data)}
+
+
 # --- validation ----------------------------------------------------------------------------
 
 
@@ -296,10 +302,6 @@ def _database(database):
     if database is True:
         return _pillar_settings().get("database") or {}
     return database
-
-
-def _secret_key(key):
-    return any(word in str(key).lower() for word in ("password", "passwd", "user", "secret"))
 
 
 def database_text():
@@ -316,7 +318,9 @@ def database_text():
         salt cranectl crane.database_text
     """
     database = _database(True)
-    shown = {key: REDACTED if _secret_key(key) else value for key, value in database.items()}
+    # DbUser too: the MongoDB credentials are the user and its password
+    words = ("user", *__utils__["crane_config.secret_words"]())
+    shown = __utils__["crane_config.redact"](database, words)
     return __utils__["crane_config.dump"](shown, header=DATABASE_HEADER)
 
 
@@ -410,18 +414,13 @@ def _db_path(config, database):
     """cranectld's embedded DB prefix: CraneCtldDbPath under CraneBaseDir (or
     CraneSharedBaseDir)."""
     rel = str(database.get("CraneCtldDbPath") or "cranectld/embedded.db")
-    return os.path.join(_ctld_base(config), rel)
-
-
-def _ctld_base(config):
-    base = (config.get("Keepalived") or {}).get("CraneSharedBaseDir") or config.get("CraneBaseDir")
-    return str(base or "/var/crane/")
+    return os.path.join(__utils__["crane_config.ctld_base_dir"](config), rel)
 
 
 def _ctld_lock(config):
     """cranectld's singleton lock: it takes it at every start, before it opens its DB."""
     rel = str(config.get("CraneCtldMutexFilePath") or "cranectld/cranectld.lock")
-    return os.path.join(_ctld_base(config), rel)
+    return os.path.join(__utils__["crane_config.ctld_base_dir"](config), rel)
 
 
 def _db_files(prefix):
@@ -491,7 +490,7 @@ def backup_db(keep=5, dest=None, force=False):
                 f"with {source}: check CraneCtldDbPath in crane:database"
             )
         return {"source": source, "backup": None, "files": [], "removed": []}
-    dest = dest or os.path.join(str(config.get("CraneBaseDir") or "/var/crane/"), "backup")
+    dest = dest or os.path.join(__utils__["crane_config.base_dir"](config), "backup")
     os.makedirs(dest, mode=0o700, exist_ok=True)
     prefix = os.path.basename(source.rstrip("/")) + "."
     target = os.path.join(dest, prefix + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
@@ -731,7 +730,7 @@ def resume(nodes):
 
 
 def _base_dir():
-    return str(_config().get("CraneBaseDir") or "/var/crane/")
+    return __utils__["crane_config.base_dir"](_config())
 
 
 def _drains_path():

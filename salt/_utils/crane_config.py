@@ -31,6 +31,8 @@ PORT_KEYS = {
     "CraneCtldForInternalListenPort": 10013,
     "CranedListenPort": 10010,
 }
+CFORED_PORT = 10012  # hard-coded in cfored
+DEFAULT_BASE_DIR = "/var/crane/"  # CraneBaseDir when the config leaves it out
 # The Go CLIs and cfored have no default for these (reference §2.5).
 PORTS_REQUIRED_BY_CLIS = ("CraneCtldListenPort", "CraneCtldForInternalListenPort")
 LISTEN_ADDRESS_KEYS = ("CraneCtldListenAddr", "CranedListen")
@@ -576,6 +578,38 @@ def _expand(expr):
         return [], str(exc)
 
 
+def port(config, key):
+    """The TCP port ``key`` (a key of PORT_KEYS) of a config, CraneSched's default if unset."""
+    return int(config.get(key) or PORT_KEYS[key])
+
+
+def daemon_ports(config, services):
+    """The TCP ports the daemons ``services`` (cranectld, craned, cfored) listen on."""
+    ports = []
+    if "cranectld" in services:
+        ports += [
+            port(config, "CraneCtldListenPort"),
+            port(config, "CraneCtldForInternalListenPort"),
+        ]
+    if "craned" in services:
+        ports.append(port(config, "CranedListenPort"))
+    if "cfored" in services:
+        ports.append(CFORED_PORT)
+    return sorted(set(ports))
+
+
+def base_dir(config):
+    """CraneBaseDir of a config, CraneSched's default when unset."""
+    return str(config.get("CraneBaseDir") or DEFAULT_BASE_DIR)
+
+
+def ctld_base_dir(config):
+    """Where cranectld keeps its state: Keepalived.CraneSharedBaseDir with HA, else
+    CraneBaseDir."""
+    shared = (config.get("Keepalived") or {}).get("CraneSharedBaseDir")
+    return str(shared) if shared else base_dir(config)
+
+
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -1000,6 +1034,28 @@ def _canonical(data):
         return {k: _canonical(data[k]) for k in keys}
     if isinstance(data, list):
         return [_canonical(item) for item in data]
+    return data
+
+
+REDACTED = "<redacted>"
+SECRET_WORDS = ("password", "passwd", "secret", "token")
+
+
+def secret_words():
+    """Words that mark a key whose value is secret."""
+    return SECRET_WORDS
+
+
+def redact(data, words=SECRET_WORDS):
+    """A copy of ``data`` with the value of every key naming one of ``words`` (any case)
+    replaced by ``<redacted>``, at any depth."""
+    if isinstance(data, dict):
+        return {
+            key: REDACTED if any(w in str(key).lower() for w in words) else redact(value, words)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [redact(item, words) for item in data]
     return data
 
 

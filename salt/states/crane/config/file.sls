@@ -20,7 +20,7 @@ crane-config-file-config-file-managed:
     - group: root
     - mode: "0644"
     - require:
-      - file: crane-package-dirs-etc-file-directory
+      - sls: {{ tplroot }}.package.user
 {%- if "compute" in crane.roles %}
       - crane: crane-gres-valid
 {%- endif %}
@@ -35,8 +35,7 @@ crane-config-file-database-file-managed:
     - group: {{ crane.group }}
     - mode: "0600"
     - require:
-      - file: crane-package-dirs-etc-file-directory
-      - user: crane-package-user-user-present
+      - sls: {{ tplroot }}.package.user
 {%- endif %}
 
 {%- for unit in crane.services %}
@@ -51,5 +50,5 @@ crane-config-dropin-{{ unit }}-file-managed:
     - makedirs: true
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%- endfor %}

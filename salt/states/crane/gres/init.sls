@@ -21,7 +21,7 @@ crane-gres-nvidia-unit-file-managed:
         minors: {{ crane.nvidia_minors | json }}
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-gres-nvidia-dropin-file-managed:
   file.managed:
@@ -34,7 +34,7 @@ crane-gres-nvidia-dropin-file-managed:
     - makedirs: true
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-gres-nvidia-service-running:
   service.running:
@@ -52,7 +52,7 @@ crane-gres-valid:
     - name: {{ crane.host }}
     - dev_root: {{ crane.gres.dev_root }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-   if nvidia %}
       - service: crane-gres-nvidia-service-running
 {%-   endif %}

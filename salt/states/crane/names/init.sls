@@ -17,7 +17,7 @@ crane-names-hosts-{{ name }}-host-present:
     - name: {{ name }}
     - ip: {{ address }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-     if crane.names.check %}
     - require_in:
       - crane: crane-names-resolve
@@ -30,7 +30,7 @@ crane-names-resolve:
   crane.names_resolve:
     - name: {{ crane.host }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
     - require_in:
       - file: crane-config-file-config-file-managed
 {%- endif %}

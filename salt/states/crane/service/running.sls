@@ -54,7 +54,7 @@ crane-service-cranectld-drains-saved:
   crane.drains_saved:
     - name: cranectld
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
     - onchanges:
 {%-     for marker in markers %}
       - {{ marker | yaml(false) }}
