@@ -16,15 +16,11 @@ Public functions: ``parse_cinfo`` / ``parse_cinfo_json`` / ``parse_cinfo_table``
 """
 
 import json
-import os
 import re
-import sys
 
-try:
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
 
 # Enum values in proto order (the JSON may carry the number instead of the name).
 PARTITION_STATES = ("up", "down")

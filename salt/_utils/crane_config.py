@@ -11,17 +11,12 @@ import difflib
 import ipaddress
 import os
 import re
-import sys
 
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_gres
+import crane_hostlist
 import yaml
-
-try:
-    import crane_gres
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_gres
-    import crane_hostlist
 
 MEMORY_RE = re.compile(r"^\d+[KMBG]$")
 MEMORY_SUBSTRING_RE = re.compile(r"\d+[KMBG]")

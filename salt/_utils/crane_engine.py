@@ -18,16 +18,12 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 
-try:
-    import crane_hostlist
-    import crane_upgrade
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
-    import crane_upgrade
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
+import crane_upgrade
 
 CALL_TIMEOUT = 15
 SYNC_TIMEOUT = 120  # saltutil.sync_all and pkg.refresh_db answer only when done

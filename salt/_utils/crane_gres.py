@@ -17,13 +17,10 @@ import os
 import re
 import stat as statmod
 import subprocess
-import sys
 
-try:
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
 
 log = logging.getLogger(__name__)
 
