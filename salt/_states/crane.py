@@ -395,12 +395,7 @@ def drains_restored(name, timeout=60):
 
 
 def _comparable(installed, pinned):
-    """``installed`` as the pin is written: without an epoch, and without the package
-    release (``-1``) when the pin has none, so ``1.1.3-1`` matches a pin of ``1.1.3``."""
-    version = str(installed).split(":", 1)[-1]
-    if "-" not in str(pinned):
-        version = version.split("-", 1)[0]
-    return version
+    return __utils__["crane_upgrade.as_pinned"](installed, pinned)
 
 
 def _in_repository(package, pinned):

@@ -429,12 +429,7 @@ def health(partitions, expected_nodes=None, *, allow_down=(), allow_drained=(), 
 
 def _sorted_names(names):
     """Names in natural order: cn9 before cn10."""
-    return sorted(names, key=_natural_key)
-
-
-def _natural_key(name):
-    parts = re.split(r"([0-9]+)", name)  # digit runs land at the odd indices
-    return [int(part) if index % 2 else part for index, part in enumerate(parts)]
+    return sorted(names, key=crane_hostlist.natural_key)
 
 
 def _is_not_ready(node):

@@ -565,14 +565,6 @@ def _key(path):
     return ".".join(path)
 
 
-def _expand(expr):
-    """Host-list expansion; returns (names, error message or None)."""
-    try:
-        return crane_hostlist.expand(str(expr)), None
-    except crane_hostlist.HostListError as exc:
-        return [], str(exc)
-
-
 def port(config, key):
     """The TCP port ``key`` (a key of PORT_KEYS) of a config, CraneSched's default if unset."""
     return int(config.get(key) or PORT_KEYS[key])
@@ -722,7 +714,7 @@ def _check_group(index, group, report):
     if not group.get("name"):
         report.error(f"{label} name", "missing (the daemons exit without a message)")
         return []
-    names, problem = _expand(group["name"])
+    names, problem = crane_hostlist.try_expand(group["name"])
     if problem:
         report.error(f"{label} name", f'{problem} (CraneSched: "Illegal node name string format.")')
     for name in names:
@@ -780,7 +772,7 @@ def _partition_members(label, partition, hosts, report):
     nodes = partition.get("nodes")
     if str(nodes).strip().upper() == "ALL":
         return set(hosts)
-    names, problem = _expand(nodes)
+    names, problem = crane_hostlist.try_expand(nodes)
     if problem:
         report.error(f"{label} nodes", problem)
     unknown = [name for name in names if name not in hosts]
@@ -912,7 +904,7 @@ def _check_tls(config, report):
             )
     allowed = _get(config, ("TLS", "AllowedNodes"))
     if allowed:
-        _names, problem = _expand(allowed)
+        _names, problem = crane_hostlist.try_expand(allowed)
         if problem:
             report.error("TLS.AllowedNodes", problem)
 
@@ -1070,7 +1062,7 @@ def compute_hosts(config):
     hosts = {}  # a dict keeps config order and finds a repeated name in constant time
     for group in (config or {}).get("Nodes") or []:
         if isinstance(group, dict) and group.get("name"):
-            names, _problem = _expand(group["name"])
+            names, _problem = crane_hostlist.try_expand(group["name"])
             hosts.update(dict.fromkeys(names))
     return list(hosts)
 
@@ -1091,7 +1083,7 @@ def roles(config, host_names, login_nodes=()):
         found.append("compute")
     logins = set()
     for expr in login_nodes or ():
-        logins.update(_expand(expr)[0])
+        logins.update(crane_hostlist.try_expand(expr)[0])
     if names & logins:
         found.append("login")
     return found

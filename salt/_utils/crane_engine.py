@@ -466,7 +466,7 @@ def status_text(data):
     ]
     nodes = [
         [n, i["state"], i["version"] or "unknown", i["config"]]
-        for n, i in sorted(data["nodes"].items(), key=lambda x: crane_upgrade.natural_key(x[0]))
+        for n, i in sorted(data["nodes"].items(), key=lambda x: crane_hostlist.natural_key(x[0]))
     ]
     text = [
         _table(rows, ["PARTITION", "STATE", "NODES", "NODELIST", "REASON"]),

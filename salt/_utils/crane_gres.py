@@ -82,14 +82,6 @@ def _scalar_text(value):
     return ""  # sequences, mappings and null have no scalar text
 
 
-def _expand(expr):
-    """Host-list expansion; ``None`` when CraneSched's parser would fail."""
-    try:
-        return crane_hostlist.expand(expr)
-    except ValueError:
-        return None
-
-
 def _dev_relative(path):
     return path[len("/dev/") :] if path.startswith("/dev/") else None
 
@@ -144,7 +136,8 @@ def device_paths(gres_entry):
 def _cdi_names(entry):
     """CDI names of an entry (regex or list), ``None`` if the regex does not parse."""
     if _has_cdi_regex(entry):
-        return _expand(_scalar_text(entry["DeviceCDIRegex"]))
+        names, problem = crane_hostlist.try_expand(_scalar_text(entry["DeviceCDIRegex"]))
+        return None if problem else names
     if _has_cdi_list(entry):
         return [_scalar_text(name) for name in entry["DeviceCDIList"]]
     return []
@@ -190,8 +183,8 @@ def _regex_errors(where, entry):
         return [], 0
     value = entry["DeviceFileRegex"]
     expr = _scalar_text(value)
-    paths = _expand(expr)
-    if paths is None:
+    paths, problem = crane_hostlist.try_expand(expr)
+    if problem:
         return [
             f"{where}: DeviceFileRegex '{expr}' does not parse as a host list; CraneSched: "
             f'"Illegal gres {_label(entry)} DeviceFileRegex path string format."'
@@ -222,8 +215,8 @@ def _file_list_errors(where, entry):
         if isinstance(item, (list, dict)) or item is None:
             errors.append(f"{where}: DeviceFileList item {item!r} must be a string")
             continue
-        paths = _expand(_scalar_text(item))
-        if paths is None:
+        paths, problem = crane_hostlist.try_expand(_scalar_text(item))
+        if problem:
             errors.append(
                 f"{where}: DeviceFileList item '{item}' does not parse as a host list; CraneSched: "
                 f'"Illegal gres {_label(entry)} DeviceFileList path string format."'
@@ -413,8 +406,8 @@ def _node_groups(config):
         if not isinstance(node_entry, dict) or "name" not in node_entry:
             continue
         expr = _scalar_text(node_entry["name"])
-        hosts = _expand(expr)
-        if hosts is not None:
+        hosts, problem = crane_hostlist.try_expand(expr)
+        if not problem:
             groups.append((expr, hosts, node_entry.get("gres")))
     return groups
 
