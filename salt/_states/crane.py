@@ -31,6 +31,16 @@ def _bullets(lines):
     return "\n".join(f"  - {line}" for line in lines)
 
 
+def _gate(name, report, passed, refusal):
+    """A gate's return. ``report`` is what a ``crane.*_check`` function found
+    (``{'valid': bool, 'errors': [...], …}``); ``passed`` the comment when it is valid,
+    ``refusal`` the sentence before the errors when not. A gate changes nothing, and the
+    real run would fail the same way, so ``test=True`` gives the same result."""
+    if report["valid"]:
+        return _ret(name, True, passed)
+    return _ret(name, False, f"{refusal}:\n{_bullets(report['errors'])}")
+
+
 def config_valid(name, database=None):
     """
     Fail, before anything changes, when the cluster config breaks a CraneSched rule or the
@@ -71,14 +81,12 @@ def gres_valid(name, dev_root="/dev"):
         The node name (its entry in Nodes).
     """
     config = __salt__["crane.settings"]()["config"]
-    result = __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root)
-    if result["valid"]:
-        return _ret(name, True, f"The gres config of {name} matches its devices")
-    comment = (
-        f"craned on {name} would refuse this config; config.yaml and craned are left as they "
-        f"are:\n{_bullets(result['errors'])}"
+    return _gate(
+        name,
+        __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root),
+        f"The gres config of {name} matches its devices",
+        f"craned on {name} would refuse this config; config.yaml and craned are left as they are",
     )
-    return _ret(name, False, comment)
 
 
 _ERROR_LINE = re.compile(r"^\[(?:[EC] \S+ \S+ \S+\]|\S+ \S+\] \[(?:error|critical)\])")
@@ -506,21 +514,19 @@ def cgroup_ready(name, root="/sys/fs/cgroup", enabled_by=None):
         still enable are a planned change, not a failure.
     """
     report = __salt__["crane.cgroup_check"](node=name, root=root)
-    if report["valid"]:
-        return _ret(
-            name, True, f"{name} has the cgroup ({report['mode']}) controllers craned needs"
-        )
     only_disabled = report["mode"] == "v2" and not report["unavailable"]
-    if __opts__["test"] and enabled_by and only_disabled:
+    if not report["valid"] and __opts__["test"] and enabled_by and only_disabled:
         return _ret(
             name,
             None,
             f"{enabled_by} would enable {', '.join(report['disabled'])} on {name}",
         )
-    comment = (
-        f"craned on {name} would not start; craned is left as it is:\n{_bullets(report['errors'])}"
+    return _gate(
+        name,
+        report,
+        f"{name} has the cgroup ({report['mode']}) controllers craned needs",
+        f"craned on {name} would not start; craned is left as it is",
     )
-    return _ret(name, False, comment)
 
 
 def names_resolve(name):
@@ -536,13 +542,12 @@ def names_resolve(name):
     report = __salt__["crane.names_check"](
         node=name, config=data["config"], login_nodes=data.get("login_nodes") or []
     )
-    if report["valid"]:
-        return _ret(name, True, f"{name} resolves {len(report['names'])} CraneSched host name(s)")
-    comment = (
-        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted:\n"
-        f"{_bullets(report['errors'])}"
+    return _gate(
+        name,
+        report,
+        f"{name} resolves {len(report['names'])} CraneSched host name(s)",
+        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted",
     )
-    return _ret(name, False, comment)
 
 
 def mongodb_reachable(name, timeout=5):
@@ -556,14 +561,13 @@ def mongodb_reachable(name, timeout=5):
     """
     report = __salt__["crane.mongodb_check"](node=name, timeout=timeout)
     where = f"{report['host']}:{report['port']}"
-    if report["valid"]:
-        how = "answers hello as the configured replica set" if report["hello"] else "answers"
-        return _ret(name, True, f"MongoDB at {where} {how}")
-    comment = (
-        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it "
-        f"is:\n{_bullets(report['errors'])}"
+    how = "answers hello as the configured replica set" if report.get("hello") else "answers"
+    return _gate(
+        name,
+        report,
+        f"MongoDB at {where} {how}",
+        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it is",
     )
-    return _ret(name, False, comment)
 
 
 def tls_ready(name, files=None):
@@ -578,10 +582,10 @@ def tls_ready(name, files=None):
         ``{TLS key: path}`` to check (default: ``crane.tls_files``).
     """
     report = __salt__["crane.tls_check"](node=name, files=files)
-    if report["valid"]:
-        return _ret(name, True, f"{name} has its {len(report['files'])} TLS file(s)")
-    comment = (
+    return _gate(
+        name,
+        report,
+        f"{name} has its {len(report.get('files') or [])} TLS file(s)",
         f"CraneSched's daemons on {name} would refuse TLS; config.yaml and the daemons are "
-        f"left as they are:\n{_bullets(report['errors'])}"
+        "left as they are",
     )
-    return _ret(name, False, comment)
