@@ -28,10 +28,12 @@ PORT_KEYS = {
 }
 CFORED_PORT = 10012  # hard-coded in cfored
 DEFAULT_BASE_DIR = "/var/crane/"  # CraneBaseDir when the config leaves it out
-# The Go CLIs and cfored have no default for these (reference §2.5).
+# The Go CLIs and cfored have no default for these: every Go tool exits 1 when
+# CraneCtldForInternalListenPort is missing, and none has a default CraneCtldListenPort.
 PORTS_REQUIRED_BY_CLIS = ("CraneCtldListenPort", "CraneCtldForInternalListenPort")
 LISTEN_ADDRESS_KEYS = ("CraneCtldListenAddr", "CranedListen")
-# Keys CraneSched's docs or sample name but no daemon reads (reference §10).
+# Keys CraneSched's docs or sample config name but no daemon reads (the daemons' own key
+# names are in the messages).
 IGNORED_KEYS = {
     "CranedListenAddr": "craned reads 'CranedListen'; 'CranedListenAddr' is ignored",
     "InternalCaFilePath": "CraneSched reads 'TLS.CaFilePath'; this key is ignored",

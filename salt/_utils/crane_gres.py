@@ -29,7 +29,8 @@ VALID_INJECTORS = ("common", "nvidia", "hip", "ascend")
 
 #: Shared control nodes (relative to /dev). They are opened by every job of that vendor, so
 #: listing one inside a gres device makes craned's deny list take it away from every job that
-#: did not get that device (reference §4).
+#: did not get that device (craned denies a job every file of every gres device on the node
+#: it was not allocated).
 CONTROL_NODES = frozenset(
     {
         "nvidiactl",

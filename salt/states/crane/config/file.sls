@@ -1,4 +1,4 @@
-{#- Step 3: config.yaml, byte-identical on every node; database.yaml on control nodes only
+{#- Step 9: config.yaml, byte-identical on every node; database.yaml on control nodes only
     (0600, owner crane, never shown); the formula's systemd drop-ins. On compute nodes the gres
     gate must pass first, so a config craned would reject is never written. #}
 {%- set tplroot = tpldir.split("/")[0] %}

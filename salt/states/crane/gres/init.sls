@@ -1,4 +1,4 @@
-{#- Step 4: the gres gate. craned exits at start when a device file its gres entries name is
+{#- Step 8: the gres gate. craned exits at start when a device file its gres entries name is
     missing; check this node's devices against the new config before config.yaml is written
     or craned restarted. With crane:gres:nvidia_device_files, a oneshot unit creates the
     /dev/nvidiaN files (the driver makes them lazily) at boot, before craned and the gate. #}
