@@ -31,16 +31,12 @@ Minion options:
 * ``crane_gres_dev_root`` / ``crane_gres_sys_root`` scan another tree (containers, tests).
 """
 
-import importlib.util
 import logging
-import os
 import sys
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "crane_gres"
-
-_UTIL_MODULE = "crane_gres_util_for_grains"
 
 
 def __virtual__():
@@ -51,45 +47,15 @@ def __virtual__():
     return __virtualname__
 
 
-def _util_dirs():
-    """Where the crane_gres util may live: the repo's salt/_utils next to salt/_grains, or
-    the minion cache's extmods/utils next to extmods/grains."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    dirs = [os.path.join(here, os.pardir, "_utils"), os.path.join(here, os.pardir, "utils")]
-    cachedir = __opts__.get("cachedir")
-    if cachedir:
-        dirs.append(os.path.join(cachedir, "extmods", "utils"))
-    return [os.path.normpath(path) for path in dirs]
-
-
-def _load_util():
-    """The crane_gres util module, loaded by file path, or ``None`` if it cannot be found."""
-    if _UTIL_MODULE in sys.modules:
-        return sys.modules[_UTIL_MODULE]
-    for directory in _util_dirs():
-        path = os.path.join(directory, "crane_gres.py")
-        if not os.path.isfile(path):
-            continue
-        try:
-            spec = importlib.util.spec_from_file_location(_UTIL_MODULE, path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        except Exception as exc:  # a broken util must not break grains
-            log.debug("crane_gres grain: cannot load %s: %s", path, exc)
-            continue
-        sys.modules[_UTIL_MODULE] = module
-        return module
-    log.debug("crane_gres grain: crane_gres util not found in %s", _util_dirs())
-    return None
-
-
 def crane_gres():
     """Return ``{"crane_gres": {name: {type: {count, paths, vendor, EnvInjector}}}}``."""
-    util = _load_util()
-    if util is None:
+    # Salt gives grain modules __utils__; the util arrives with saltutil.sync_all (or
+    # sync_grains, which syncs utils too): until then the grain is empty.
+    if "crane_gres.discover_devices" not in __utils__:
+        log.debug("crane_gres grain: the crane_gres util is not synced")
         return {}
     try:
-        devices = util.discover_devices(
+        devices = __utils__["crane_gres.discover_devices"](
             dev_root=__opts__.get("crane_gres_dev_root", "/dev"),
             sys_root=__opts__.get("crane_gres_sys_root", "/sys"),
             default_types=__opts__.get("crane_gres_default_types") or {},
@@ -98,4 +64,4 @@ def crane_gres():
     except Exception as exc:  # grains must never fail the minion
         log.debug("crane_gres grain: discovery failed: %s", exc)
         return {}
-    return {"crane_gres": util.grain_value(devices)}
+    return {"crane_gres": __utils__["crane_gres.grain_value"](devices)}

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import shutil
 import socket
 import stat
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 
 import salt.utils.dictupdate
 import salt.utils.path
+import salt.utils.yaml
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -41,13 +43,14 @@ REDACTED = "<redacted>"
 DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control node
 RESTART_DIR = "/var/lib/crane-formula"  # restart-<unit> markers: a restart is due
 CINFO_UNREACHABLE = 3
-CFORED_PORT = 10012  # hard-coded in cfored
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
 # craned's PAM socket under CraneBaseDir (CranedForPamUnixSockPath's default); the path is
 # a plain concatenation in CraneSched, hence the trailing / on CraneBaseDir
 PAM_SOCKET = "craned/craned_pam.sock"
+PARAMETERS = "salt://crane/parameters/{}.yaml"  # defaults, os_family/<os_family>
+OS_FAMILIES = ("Debian", "RedHat")  # those with a parameters/os_family file
 
 
 def __virtual__():
@@ -67,6 +70,52 @@ def _plain(data):
     if isinstance(data, (list, tuple)):
         return [_plain(value) for value in data]
     return data
+
+
+def _per_run(key, compute):
+    """``compute()`` once per state run. Salt gives every state run (``state.apply``,
+    ``state.show_sls``, …) a fresh copy of ``__context__``, shared by the renderers, the states
+    and this module, and puts the run's file client there; a direct call (``salt cn01
+    crane.settings``) computes afresh, since a minion that runs jobs in threads would keep
+    serving one context from run to run (a changed mine or parameter file)."""
+    if "fileclient" not in __context__:
+        return compute()
+    cache = __context__.setdefault("crane.per_run", {})
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def _mine(function):
+    """``mine.get`` of every minion's ``function``, read once per state run."""
+    return _per_run(("mine", function), lambda: __salt__["mine.get"]("*", function))
+
+
+def _parameters(name):
+    """The ``values`` of the formula's parameters/<name>.yaml, from the file server."""
+
+    def read():
+        saltenv = __opts__.get("saltenv") or "base"
+        text = __salt__["cp.get_file_str"](PARAMETERS.format(name), saltenv=saltenv)
+        if text is False or text is None:
+            raise CommandExecutionError(
+                f"crane: {PARAMETERS.format(name)} is not on the file server (saltenv "
+                f"{saltenv}); is the formula in file_roots?"
+            )
+        return (salt.utils.yaml.safe_load(text) or {}).get("values") or {}
+
+    return _per_run(("parameters", name), read)
+
+
+def _layers():
+    """The formula's defaults, this minion's os_family parameters and the pillar ``crane``."""
+    family = __grains__.get("os_family")
+    if family not in OS_FAMILIES:
+        raise CommandExecutionError(
+            f"crane: os_family {family} is not supported (supported: {', '.join(OS_FAMILIES)})"
+        )
+    pillar = _raw_pillar_settings()
+    return [_parameters("defaults"), _parameters(f"os_family/{family}"), pillar or {}]
 
 
 def _raw_pillar_settings():
@@ -122,7 +171,8 @@ def _no_role_comment(config):
 
 
 def _role_packages(data, minion_roles):
-    """{package key: {'name', 'version'}} for this minion's roles, in role order."""
+    """{package key: {'name', 'version', 'cache_file'}} for this minion's roles, in role
+    order; ``cache_file``: where install method ``files`` downloads the package to."""
     packages = {}
     for role in minion_roles:
         for key in (data.get("role_packages") or {}).get(role, []):
@@ -133,9 +183,15 @@ def _role_packages(data, minion_roles):
 
 
 def _package(data, key):
+    install = data.get("install") or {}
+    entry = (install.get("files") or {}).get(key)
+    source = str((entry.get("source") if isinstance(entry, dict) else None) or key)
     return {
         "name": (data.get("package_names") or {}).get(key, key),
         "version": str((data.get("versions") or {}).get(key) or data.get("version") or ""),
+        "cache_file": posixpath.join(
+            str(install.get("cache_dir") or ""), source.replace("\\", "/").rsplit("/", 1)[-1]
+        ),
     }
 
 
@@ -162,24 +218,6 @@ def _role_services(data, minion_roles):
     return services
 
 
-def _role_ports(config, minion_services):
-    """TCP ports this minion's daemons listen on (reference §5)."""
-    defaults = {
-        "CraneCtldListenPort": 10011,
-        "CraneCtldForInternalListenPort": 10013,
-        "CranedListenPort": 10010,
-    }
-    port = lambda key: int(config.get(key) or defaults[key])  # noqa: E731
-    ports = []
-    if "cranectld" in minion_services:
-        ports += [port("CraneCtldListenPort"), port("CraneCtldForInternalListenPort")]
-    if "craned" in minion_services:
-        ports.append(port("CranedListenPort"))
-    if "cfored" in minion_services:
-        ports.append(CFORED_PORT)
-    return sorted(set(ports))
-
-
 def _merge_layers(layers):
     """Deep-merge copies of ``layers``, later ones winning; lists are replaced."""
     merged = {}
@@ -192,9 +230,9 @@ def _merge_layers(layers):
 
 def settings(*layers):
     """
-    The formula's settings for this minion: ``layers`` deep-merged in order (map.jinja passes
-    the formula's defaults, the os_family parameters and the pillar ``crane``; default: the
-    pillar alone) plus what the formula derives:
+    The formula's settings for this minion: ``layers`` deep-merged in order (default: the
+    formula's parameters/defaults.yaml, parameters/os_family/<os_family>.yaml and the pillar
+    ``crane``, as map.jinja uses them) plus what the formula derives:
     ``roles``, ``packages`` and ``services`` for them, ``config`` as written (with
     ``config_notes`` on what was enforced), ``config_text``, ``has_database``, ``base_dir``,
     ``nvidia_minors`` (with ``gres:nvidia_device_files``), ``no_role_comment``,
@@ -203,7 +241,10 @@ def settings(*layers):
     the validation state fails naming it) and ``remove_data_refusal`` (why ``crane.clean``
     must not remove CraneBaseDir, when ``clean:remove_data`` is on). The
     database settings themselves are left out: they are secret. With ``gres:auto`` the node
-    groups' gres come from the Salt mine.
+    groups' gres come from the Salt mine (``gres_errors`` names the groups without data).
+
+    Worked out once per state run: map.jinja, the states and the orchestration's questions
+    share the result, which callers must not change.
 
     CLI Example:
 
@@ -211,7 +252,12 @@ def settings(*layers):
 
         salt cn01 crane.settings
     """
-    layers = list(layers) or [_raw_pillar_settings()]
+    layers = [_plain(layer) for layer in layers] if layers else _layers()
+    key = ("settings", repr((layers, _host_names(), __grains__.get("id"))))
+    return _per_run(key, lambda: _settings(layers))
+
+
+def _settings(layers):
     defaults = _merge_layers(layers[:-1]) if len(layers) > 1 else None
     pillar, errors, warnings = __utils__["crane_config.check_settings"](
         _plain(layers[-1]), defaults
@@ -219,8 +265,10 @@ def settings(*layers):
     data = _merge_layers([*layers[:-1], pillar])
     data["settings_errors"], data["settings_warnings"] = errors, warnings
     raw = data.get("config") or {}
+    data["gres_errors"] = []
     if _gres_auto(data):
-        raw = _discovered_gres(raw)[0]
+        raw, problems = _discovered_gres(raw)
+        data["gres_errors"] = _gres_errors(problems)
     config, notes = __utils__["crane_config.prepare"](raw)
     data["roles"] = roles(config, data.get("login_nodes") or [])
     _ha_settings(data, config)
@@ -229,10 +277,10 @@ def settings(*layers):
     data["config"] = config
     data["config_notes"] = notes
     data["config_text"] = __utils__["crane_config.dump"](config, header=CONFIG_HEADER)
-    data["base_dir"] = config.get("CraneBaseDir") or data.get("base_dir") or "/var/crane/"
+    data["base_dir"] = __utils__["crane_config.base_dir"](config)
     data["packages"] = _role_packages(data, data["roles"])
     data["services"] = _role_services(data, data["roles"])
-    data["ports"] = _role_ports(config, data["services"])
+    data["ports"] = __utils__["crane_config.daemon_ports"](config, data["services"])
     data["no_role_comment"] = "" if data["roles"] else _no_role_comment(config)
     _plugin_settings(data)
     for found, more in zip((errors, warnings), _prereq_problems(data), strict=True):
@@ -327,6 +375,38 @@ def _ha_settings(data, config):
             dropin.pop(key, None)
 
 
+def package_names():
+    """
+    ``{package key: package name}`` of the packages this minion's roles install, as the
+    formula's settings name them (os_family parameters, pillar ``crane:package_names``).
+    The upgrade and restart runs ask every minion.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' crane.package_names
+    """
+    return {key: package["name"] for key, package in settings()["packages"].items()}
+
+
+def mapdata():
+    """
+    This minion's settings (``crane.settings``) with the values of keys that name a password,
+    secret or token redacted: what the state ``crane._mapdata`` writes to a file, to see what
+    a site's pillar gives a node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn01 crane.mapdata
+    """
+    # config_text is the config again, as text that cannot be redacted by key
+    data = {key: value for key, value in settings().items() if key != "config_text"}
+    return {"values": __utils__["crane_config.redact"](data)}
+
+
 # --- validation ----------------------------------------------------------------------------
 
 
@@ -335,10 +415,6 @@ def _database(database):
     if database is True:
         return _pillar_settings().get("database") or {}
     return database
-
-
-def _secret_key(key):
-    return any(word in str(key).lower() for word in ("password", "passwd", "user", "secret"))
 
 
 def database_text():
@@ -355,7 +431,9 @@ def database_text():
         salt cranectl crane.database_text
     """
     database = _database(True)
-    shown = {key: REDACTED if _secret_key(key) else value for key, value in database.items()}
+    # DbUser too: the MongoDB credentials are the user and its password
+    words = ("user", *__utils__["crane_config.secret_words"]())
+    shown = __utils__["crane_config.redact"](database, words)
     return __utils__["crane_config.dump"](shown, header=DATABASE_HEADER)
 
 
@@ -364,12 +442,13 @@ def validate_config(config=None, database=None):
     Check a cluster config against CraneSched's own rules (host lists, memory format, cpu
     integers, gres rules, partitions, required keys, ports, listen addresses, timings) and,
     when given, database.yaml data (``database=True``: the pillar's ``crane:database``).
-    Default config: the pillar's ``crane:config``.
+    Default config: the pillar's ``crane:config`` as the formula writes it (``crane.settings``).
 
     Unknown keys are warnings naming the nearest known key. Validating the pillar (no
     ``config`` given) also checks the pillar ``crane`` itself: a mapping, with ``config`` and
     ``database`` mappings and the formula's switches (``restart``, ``install:method``) set to
-    one of their words.
+    one of their words, and with ``gres:auto`` names the node groups the mine has no
+    consistent data for.
 
     Returns ``{'valid': bool, 'errors': [...], 'warnings': [...]}``.
 
@@ -379,16 +458,16 @@ def validate_config(config=None, database=None):
 
         salt '*' crane.validate_config
     """
-    result = __utils__["crane_config.validate"](_config(config), _database(database))
     if config is None:
-        _usable, errors, warnings = __utils__["crane_config.check_settings"](_raw_pillar_settings())
-        result["errors"][:0] = errors
-        result["warnings"][:0] = warnings
-        result["valid"] = result["valid"] and not errors
-    if _gres_auto(_pillar_settings()):
-        problems = _discovered_gres(_config(config))[1]
-        result["errors"] += [f"crane:gres:auto: {problems[group]}" for group in sorted(problems)]
-        result["valid"] = result["valid"] and not problems
+        data = settings()
+        result = __utils__["crane_config.validate"](data["config"], _database(database))
+        result["errors"] = [*data["settings_errors"], *result["errors"], *data["gres_errors"]]
+        result["warnings"] = [*data["settings_warnings"], *result["warnings"]]
+    else:
+        result = __utils__["crane_config.validate"](config, _database(database))
+        if _gres_auto(_pillar_settings()):
+            result["errors"] += _gres_errors(_discovered_gres(config)[1])
+    result["valid"] = result["valid"] and not result["errors"]
     if not result["valid"]:
         __context__["retcode"] = 1
     return result
@@ -448,18 +527,13 @@ def _db_path(config, database):
     """cranectld's embedded DB prefix: CraneCtldDbPath under CraneBaseDir (or
     CraneSharedBaseDir)."""
     rel = str(database.get("CraneCtldDbPath") or "cranectld/embedded.db")
-    return os.path.join(_ctld_base(config), rel)
-
-
-def _ctld_base(config):
-    base = (config.get("Keepalived") or {}).get("CraneSharedBaseDir") or config.get("CraneBaseDir")
-    return str(base or "/var/crane/")
+    return os.path.join(__utils__["crane_config.ctld_base_dir"](config), rel)
 
 
 def _ctld_lock(config):
     """cranectld's singleton lock: it takes it at every start, before it opens its DB."""
     rel = str(config.get("CraneCtldMutexFilePath") or "cranectld/cranectld.lock")
-    return os.path.join(_ctld_base(config), rel)
+    return os.path.join(__utils__["crane_config.ctld_base_dir"](config), rel)
 
 
 def _db_files(prefix):
@@ -529,7 +603,7 @@ def backup_db(keep=5, dest=None, force=False):
                 f"with {source}: check CraneCtldDbPath in crane:database"
             )
         return {"source": source, "backup": None, "files": [], "removed": []}
-    dest = dest or os.path.join(str(config.get("CraneBaseDir") or "/var/crane/"), "backup")
+    dest = dest or os.path.join(__utils__["crane_config.base_dir"](config), "backup")
     os.makedirs(dest, mode=0o700, exist_ok=True)
     prefix = os.path.basename(source.rstrip("/")) + "."
     target = os.path.join(dest, prefix + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
@@ -562,10 +636,12 @@ def _discovered_gres(config):
     """Automatic gres mode: ``(config, {group: problem})`` with each node group's gres filled
     from what its nodes published in the mine (``crane_gres``), mapped from minion ids to
     host names through ``crane_host``. Groups that disagree or lack data get no gres."""
-    discovered = __salt__["mine.get"]("*", GRES_MINE)
-    hosts = __salt__["mine.get"]("*", HOST_MINE)
-    per_node = __utils__["crane_gres.nodes_from_mine"](discovered, hosts)
+    per_node = __utils__["crane_gres.nodes_from_mine"](_mine(GRES_MINE), _mine(HOST_MINE))
     return __utils__["crane_gres.fill_config"](config, per_node)
+
+
+def _gres_errors(problems):
+    return [f"crane:gres:auto: {problems[group]}" for group in sorted(problems)]
 
 
 def gres_discover(dev_root="/dev", default_types=None):
@@ -767,7 +843,7 @@ def resume(nodes):
 
 
 def _base_dir():
-    return str(_config().get("CraneBaseDir") or "/var/crane/")
+    return __utils__["crane_config.base_dir"](_config())
 
 
 def _drains_path():
@@ -1137,9 +1213,7 @@ def hosts_entries(config=None, login_nodes=None):
     names = __utils__["crane_prereq.required_names"](
         __utils__["crane_config.compute_hosts"](config), config.get("ControlMachine"), login_nodes
     )
-    return __utils__["crane_prereq.hosts_entries"](
-        __salt__["mine.get"]("*", HOST_MINE), __salt__["mine.get"]("*", ADDRESS_MINE), names
-    )
+    return __utils__["crane_prereq.hosts_entries"](_mine(HOST_MINE), _mine(ADDRESS_MINE), names)
 
 
 def _port_open(host, port, timeout=5):

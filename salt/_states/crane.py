@@ -34,28 +34,30 @@ def _bullets(lines):
     return "\n".join(f"  - {line}" for line in lines)
 
 
-def config_valid(name, config=None, database=None, notes=None, settings=None):
+def _gate(name, report, passed, refusal):
+    """A gate's return. ``report`` is what a ``crane.*_check`` function found
+    (``{'valid': bool, 'errors': [...], …}``); ``passed`` the comment when it is valid,
+    ``refusal`` the sentence before the errors when not. A gate changes nothing, and the
+    real run would fail the same way, so ``test=True`` gives the same result."""
+    if report["valid"]:
+        return _ret(name, True, passed)
+    return _ret(name, False, f"{refusal}:\n{_bullets(report['errors'])}")
+
+
+def config_valid(name, database=None):
     """
-    Fail, before anything changes, when the cluster config breaks a CraneSched rule.
+    Fail, before anything changes, when the cluster config breaks a CraneSched rule or the
+    pillar ``crane`` a rule of the formula. Checks the config as ``crane.settings`` works it
+    out for this run (the one the formula writes).
 
     name
         The config file the checked data is for (used in messages).
-    config
-        The cluster config (default: the pillar's ``crane:config``).
     database
-        database.yaml data to check too, or ``True`` for the pillar's ``crane:database``
-        (control nodes; keeps the secrets out of the SLS).
-    notes
-        What the formula enforced in the config (shown in the comment).
-    settings
-        ``{'errors': [...], 'warnings': [...]}`` about the formula's own pillar settings
-        (``crane.settings`` works them out), reported with the config's.
+        ``True``: check the pillar's ``crane:database`` too (control nodes; keeps the secrets
+        out of the SLS).
     """
-    result = __salt__["crane.validate_config"](config=config, database=database)
-    settings = settings or {}
-    result["errors"] = [*(settings.get("errors") or []), *result["errors"]]
-    result["warnings"] = [*(settings.get("warnings") or []), *result["warnings"]]
-    result["valid"] = result["valid"] and not settings.get("errors")
+    result = __salt__["crane.validate_config"](database=True if database else None)
+    notes = __salt__["crane.settings"]()["config_notes"]
     lines = []
     if result["errors"]:
         lines.append(f"{len(result['errors'])} error(s) in the CraneSched config for {name}:")
@@ -71,23 +73,23 @@ def config_valid(name, config=None, database=None, notes=None, settings=None):
     return _ret(name, result["valid"], "\n".join(lines))
 
 
-def gres_valid(name, config=None, dev_root="/dev"):
+def gres_valid(name, dev_root="/dev"):
     """
     Fail when craned on this node would refuse its gres config (a device file missing, an
-    invalid injector or CDI setting). Put it before config.yaml is written and before craned
-    is restarted: on failure the node keeps its previous config and its running craned.
+    invalid injector or CDI setting) as ``crane.settings`` works it out (with ``gres:auto``,
+    filled from the mine). Put it before config.yaml is written and before craned is
+    restarted: on failure the node keeps its previous config and its running craned.
 
     name
         The node name (its entry in Nodes).
     """
-    result = __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root)
-    if result["valid"]:
-        return _ret(name, True, f"The gres config of {name} matches its devices")
-    comment = (
-        f"craned on {name} would refuse this config; config.yaml and craned are left as they "
-        f"are:\n{_bullets(result['errors'])}"
+    config = __salt__["crane.settings"]()["config"]
+    return _gate(
+        name,
+        __salt__["crane.gres_validate"](node=name, config=config, dev_root=dev_root),
+        f"The gres config of {name} matches its devices",
+        f"craned on {name} would refuse this config; config.yaml and craned are left as they are",
     )
-    return _ret(name, False, comment)
 
 
 _ERROR_LINE = re.compile(r"^\[(?:[EC] \S+ \S+ \S+\]|\S+ \S+\] \[(?:error|critical)\])")
@@ -404,12 +406,7 @@ def drains_restored(name, timeout=60):
 
 
 def _comparable(installed, pinned):
-    """``installed`` as the pin is written: without an epoch, and without the package
-    release (``-1``) when the pin has none, so ``1.1.3-1`` matches a pin of ``1.1.3``."""
-    version = str(installed).split(":", 1)[-1]
-    if "-" not in str(pinned):
-        version = version.split("-", 1)[0]
-    return version
+    return __utils__["crane_upgrade.as_pinned"](installed, pinned)
 
 
 def _in_repository(package, pinned):
@@ -520,39 +517,40 @@ def cgroup_ready(name, root="/sys/fs/cgroup", enabled_by=None):
         still enable are a planned change, not a failure.
     """
     report = __salt__["crane.cgroup_check"](node=name, root=root)
-    if report["valid"]:
-        return _ret(
-            name, True, f"{name} has the cgroup ({report['mode']}) controllers craned needs"
-        )
     only_disabled = report["mode"] == "v2" and not report["unavailable"]
-    if __opts__["test"] and enabled_by and only_disabled:
+    if not report["valid"] and __opts__["test"] and enabled_by and only_disabled:
         return _ret(
             name,
             None,
             f"{enabled_by} would enable {', '.join(report['disabled'])} on {name}",
         )
-    comment = (
-        f"craned on {name} would not start; craned is left as it is:\n{_bullets(report['errors'])}"
+    return _gate(
+        name,
+        report,
+        f"{name} has the cgroup ({report['mode']}) controllers craned needs",
+        f"craned on {name} would not start; craned is left as it is",
     )
-    return _ret(name, False, comment)
 
 
-def names_resolve(name, config=None, login_nodes=None):
+def names_resolve(name):
     """
-    Fail when this node cannot resolve a name CraneSched connects to, or when its
-    ``gethostname()`` is not its ``Nodes`` entry. Put it before any daemon is restarted.
+    Fail when this node cannot resolve a name CraneSched connects to (in the config and login
+    nodes of ``crane.settings``), or when its ``gethostname()`` is not its ``Nodes`` entry. Put
+    it before any daemon is restarted.
 
     name
         The node name (its host name).
     """
-    report = __salt__["crane.names_check"](node=name, config=config, login_nodes=login_nodes)
-    if report["valid"]:
-        return _ret(name, True, f"{name} resolves {len(report['names'])} CraneSched host name(s)")
-    comment = (
-        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted:\n"
-        f"{_bullets(report['errors'])}"
+    data = __salt__["crane.settings"]()
+    report = __salt__["crane.names_check"](
+        node=name, config=data["config"], login_nodes=data.get("login_nodes") or []
     )
-    return _ret(name, False, comment)
+    return _gate(
+        name,
+        report,
+        f"{name} resolves {len(report['names'])} CraneSched host name(s)",
+        f"CraneSched on {name} would fail to reach its peers; no daemon is restarted",
+    )
 
 
 def mongodb_reachable(name, timeout=5, managed=False):
@@ -569,17 +567,16 @@ def mongodb_reachable(name, timeout=5, managed=False):
     """
     report = __salt__["crane.mongodb_check"](node=name, timeout=timeout)
     where = f"{report['host']}:{report['port']}"
-    if report["valid"]:
-        how = "answers hello as the configured replica set" if report["hello"] else "answers"
-        return _ret(name, True, f"MongoDB at {where} {how}")
-    if managed and __opts__["test"]:
+    if managed and __opts__["test"] and not report["valid"]:
         comment = f"MongoDB at {where} does not answer yet; this run would set it up first"
         return _ret(name, None, comment)
-    comment = (
-        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it "
-        f"is:\n{_bullets(report['errors'])}"
+    how = "answers hello as the configured replica set" if report.get("hello") else "answers"
+    return _gate(
+        name,
+        report,
+        f"MongoDB at {where} {how}",
+        f"cranectld on {name} would not reach MongoDB at {where}; cranectld is left as it is",
     )
-    return _ret(name, False, comment)
 
 
 def mongodb_replica_set(name, timeout=60, mongosh="mongosh"):
@@ -627,11 +624,12 @@ def tls_ready(name, files=None):
         ``{TLS key: path}`` to check (default: ``crane.tls_files``).
     """
     report = __salt__["crane.tls_check"](node=name, files=files)
-    if report["valid"]:
-        return _ret(name, True, f"{name} has its {len(report['files'])} TLS file(s)")
-    comment = (
+    return _gate(
+        name,
+        report,
+        f"{name} has its {len(report.get('files') or [])} TLS file(s)",
         f"CraneSched's daemons on {name} would refuse TLS; config.yaml and the daemons are "
-        f"left as they are:\n{_bullets(report['errors'])}"
+        "left as they are",
     )
     return _ret(name, False, comment)
 

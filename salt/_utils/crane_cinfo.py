@@ -16,15 +16,11 @@ Public functions: ``parse_cinfo`` / ``parse_cinfo_json`` / ``parse_cinfo_table``
 """
 
 import json
-import os
 import re
-import sys
 
-try:
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
 
 # Enum values in proto order (the JSON may carry the number instead of the name).
 PARTITION_STATES = ("up", "down")
@@ -433,12 +429,7 @@ def health(partitions, expected_nodes=None, *, allow_down=(), allow_drained=(), 
 
 def _sorted_names(names):
     """Names in natural order: cn9 before cn10."""
-    return sorted(names, key=_natural_key)
-
-
-def _natural_key(name):
-    parts = re.split(r"([0-9]+)", name)  # digit runs land at the odd indices
-    return [int(part) if index % 2 else part for index, part in enumerate(parts)]
+    return sorted(names, key=crane_hostlist.natural_key)
 
 
 def _is_not_ready(node):

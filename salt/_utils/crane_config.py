@@ -11,17 +11,12 @@ import difflib
 import ipaddress
 import os
 import re
-import sys
 
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_gres
+import crane_hostlist
 import yaml
-
-try:
-    import crane_gres
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_gres
-    import crane_hostlist
 
 MEMORY_RE = re.compile(r"^\d+[KMBG]$")
 MEMORY_SUBSTRING_RE = re.compile(r"\d+[KMBG]")
@@ -31,10 +26,14 @@ PORT_KEYS = {
     "CraneCtldForInternalListenPort": 10013,
     "CranedListenPort": 10010,
 }
-# The Go CLIs and cfored have no default for these (reference §2.5).
+CFORED_PORT = 10012  # hard-coded in cfored
+DEFAULT_BASE_DIR = "/var/crane/"  # CraneBaseDir when the config leaves it out
+# The Go CLIs and cfored have no default for these: every Go tool exits 1 when
+# CraneCtldForInternalListenPort is missing, and none has a default CraneCtldListenPort.
 PORTS_REQUIRED_BY_CLIS = ("CraneCtldListenPort", "CraneCtldForInternalListenPort")
 LISTEN_ADDRESS_KEYS = ("CraneCtldListenAddr", "CranedListen")
-# Keys CraneSched's docs or sample name but no daemon reads (reference §10).
+# Keys CraneSched's docs or sample config name but no daemon reads (the daemons' own key
+# names are in the messages).
 IGNORED_KEYS = {
     "CranedListenAddr": "craned reads 'CranedListen'; 'CranedListenAddr' is ignored",
     "InternalCaFilePath": "CraneSched reads 'TLS.CaFilePath'; this key is ignored",
@@ -568,12 +567,36 @@ def _key(path):
     return ".".join(path)
 
 
-def _expand(expr):
-    """Host-list expansion; returns (names, error message or None)."""
-    try:
-        return crane_hostlist.expand(str(expr)), None
-    except crane_hostlist.HostListError as exc:
-        return [], str(exc)
+def port(config, key):
+    """The TCP port ``key`` (a key of PORT_KEYS) of a config, CraneSched's default if unset."""
+    return int(config.get(key) or PORT_KEYS[key])
+
+
+def daemon_ports(config, services):
+    """The TCP ports the daemons ``services`` (cranectld, craned, cfored) listen on."""
+    ports = []
+    if "cranectld" in services:
+        ports += [
+            port(config, "CraneCtldListenPort"),
+            port(config, "CraneCtldForInternalListenPort"),
+        ]
+    if "craned" in services:
+        ports.append(port(config, "CranedListenPort"))
+    if "cfored" in services:
+        ports.append(CFORED_PORT)
+    return sorted(set(ports))
+
+
+def base_dir(config):
+    """CraneBaseDir of a config, CraneSched's default when unset."""
+    return str(config.get("CraneBaseDir") or DEFAULT_BASE_DIR)
+
+
+def ctld_base_dir(config):
+    """Where cranectld keeps its state: Keepalived.CraneSharedBaseDir with HA, else
+    CraneBaseDir."""
+    shared = (config.get("Keepalived") or {}).get("CraneSharedBaseDir")
+    return str(shared) if shared else base_dir(config)
 
 
 def _is_int(value):
@@ -693,7 +716,7 @@ def _check_group(index, group, report):
     if not group.get("name"):
         report.error(f"{label} name", "missing (the daemons exit without a message)")
         return []
-    names, problem = _expand(group["name"])
+    names, problem = crane_hostlist.try_expand(group["name"])
     if problem:
         report.error(f"{label} name", f'{problem} (CraneSched: "Illegal node name string format.")')
     for name in names:
@@ -751,7 +774,7 @@ def _partition_members(label, partition, hosts, report):
     nodes = partition.get("nodes")
     if str(nodes).strip().upper() == "ALL":
         return set(hosts)
-    names, problem = _expand(nodes)
+    names, problem = crane_hostlist.try_expand(nodes)
     if problem:
         report.error(f"{label} nodes", problem)
     unknown = [name for name in names if name not in hosts]
@@ -883,7 +906,7 @@ def _check_tls(config, report):
             )
     allowed = _get(config, ("TLS", "AllowedNodes"))
     if allowed:
-        _names, problem = _expand(allowed)
+        _names, problem = crane_hostlist.try_expand(allowed)
         if problem:
             report.error("TLS.AllowedNodes", problem)
 
@@ -1003,26 +1026,33 @@ def _canonical(data):
     return data
 
 
-# Recent dumps by the repr of their canonical data. One state run renders map.jinja once per
-# SLS file, and each render dumps the same config again; the pure-Python YAML emitter is the
-# formula's largest cost for big configs, a repr of the data a small fraction of it. Equal reprs
-# of plain pillar data (str, int, float, bool, None, dates, lists, dicts) give equal YAML.
-_DUMPS = {}
-_DUMPS_KEPT = 4
+REDACTED = "<redacted>"
+SECRET_WORDS = ("password", "passwd", "secret", "token")
+
+
+def secret_words():
+    """Words that mark a key whose value is secret."""
+    return SECRET_WORDS
+
+
+def redact(data, words=SECRET_WORDS):
+    """A copy of ``data`` with the value of every key naming one of ``words`` (any case)
+    replaced by ``<redacted>``, at any depth."""
+    if isinstance(data, dict):
+        return {
+            key: REDACTED if any(w in str(key).lower() for w in words) else redact(value, words)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [redact(item, words) for item in data]
+    return data
 
 
 def dump(data, header=None):
     """YAML text of a config mapping, byte-identical for equal data."""
-    canonical = _canonical(data)
-    key = repr(canonical)
-    text = _DUMPS.get(key)
-    if text is None:
-        text = yaml.safe_dump(
-            canonical, default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000
-        )
-        _DUMPS[key] = text
-        for old in list(_DUMPS)[:-_DUMPS_KEPT]:
-            _DUMPS.pop(old, None)
+    text = yaml.safe_dump(
+        _canonical(data), default_flow_style=False, sort_keys=False, allow_unicode=True, width=1000
+    )
     return f"{header}\n{text}" if header else text
 
 
@@ -1034,7 +1064,7 @@ def compute_hosts(config):
     hosts = {}  # a dict keeps config order and finds a repeated name in constant time
     for group in (config or {}).get("Nodes") or []:
         if isinstance(group, dict) and group.get("name"):
-            names, _problem = _expand(group["name"])
+            names, _problem = crane_hostlist.try_expand(group["name"])
             hosts.update(dict.fromkeys(names))
     return list(hosts)
 
@@ -1058,7 +1088,7 @@ def roles(config, host_names, login_nodes=(), ha_pair=()):
         found.append("compute")
     logins = set()
     for expr in login_nodes or ():
-        logins.update(_expand(expr)[0])
+        logins.update(crane_hostlist.try_expand(expr)[0])
     if names & logins:
         found.append("login")
     return found

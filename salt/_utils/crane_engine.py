@@ -18,23 +18,17 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 
-try:
-    import crane_hostlist
-    import crane_upgrade
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
-    import crane_upgrade
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
+import crane_upgrade
 
 CALL_TIMEOUT = 15
 SYNC_TIMEOUT = 120  # saltutil.sync_all and pkg.refresh_db answer only when done
 POLL = 2
 CONTROL_GRAIN = "crane:roles:control"
-PACKAGE_KEYS = {"control": "cranectld", "compute": "craned", "login": "frontend"}
-PARAMETERS = "salt://crane/parameters/os_family/{}.yaml"
 LOCK_FILE = "crane-run.lock"
 RECORD_FILE = "crane-run.json"
 LOCK_MAX_AGE = 24 * 3600  # a lock older than this is stale whoever holds it
@@ -472,7 +466,7 @@ def status_text(data):
     ]
     nodes = [
         [n, i["state"], i["version"] or "unknown", i["config"]]
-        for n, i in sorted(data["nodes"].items(), key=lambda x: crane_upgrade.natural_key(x[0]))
+        for n, i in sorted(data["nodes"].items(), key=lambda x: crane_hostlist.natural_key(x[0]))
     ]
     text = [
         _table(rows, ["PARTITION", "STATE", "NODES", "NODELIST", "REASON"]),
@@ -544,13 +538,13 @@ class Run:
         involved = sorted({control, *login, *(minion_of.get(n, n) for n in compute)})
         live = self._check_answers(involved, down_ok, silent, dry_run)
         config_hash = self._check_hashes(live, control)
-        names = self._package_names(live, control, settings)
-        versions = self._installed_versions(live, known, names)
+        names = self._package_names(live)
+        versions = self._installed_versions(names)
         for node, info in compute.items():
             info["version"] = running_version(info, versions.get(minion_of.get(node, node), {}))
         self._check_versions(versions, compute, pillar_version)
         if self.action == "upgrade":
-            self._check_installable(live, known, names, dry_run)
+            self._check_installable(names, dry_run)
         key = {"action": self.action, "version": self.version, "config": config_hash}
         done = load_record(self.cluster.state_dir, key) if self.cluster.state_dir else {}
         plan = crane_upgrade.build_plan(
@@ -629,26 +623,21 @@ class Run:
             )
         return expected
 
-    def _package_names(self, minions, control, settings):
-        """{minion: {package key: package name}} from the formula's os_family parameters."""
-        families, _ = self.minions.call(minions, "grains.get", ["os_family"])
-        by_family = {}
-        for family in set(families.values()):
-            text = self.minions.one(control, "cp.get_file_str", [PARAMETERS.format(family)])
-            values = (_yaml(text) or {}).get("values", {})
-            by_family[family] = {
-                **values.get("package_names", {}),
-                **(settings.get("package_names") or {}),
-            }
-        return {m: by_family.get(f, {}) for m, f in families.items()}
+    def _package_names(self, minions):
+        """{minion: {package key: package name}} of each minion's roles, as the formula's
+        settings on that minion name them (``crane.package_names``)."""
+        names, failed = self.minions.call(minions, "crane.package_names")
+        if failed:
+            raise StepError(
+                "crane.package_names: " + ", ".join(f"{m}: {w}" for m, w in failed.items())
+            )
+        return names
 
-    def _installed_versions(self, minions, known, names):
+    def _installed_versions(self, names):
         """{minion: {package key: installed version}} for the packages of each minion's roles
         (what the package manager reports: that, not craned's Version=, is the release)."""
         versions = {}
-        for minion in minions:
-            keys = [PACKAGE_KEYS[r] for r in known.get(minion, []) if r in PACKAGE_KEYS]
-            wanted = {k: names.get(minion, {}).get(k, k) for k in keys}
+        for minion, wanted in names.items():
             ret = self.minions.one(minion, "pkg.version", list(wanted.values())) if wanted else {}
             if len(wanted) == 1:
                 ret = {next(iter(wanted.values())): ret}
@@ -676,17 +665,16 @@ class Run:
                 " (allow_downgrade=True if you really mean it)"
             )
 
-    def _check_installable(self, minions, known, names, dry_run):
+    def _check_installable(self, names, dry_run):
         if not dry_run:
-            _, failed = self.minions.call(minions, "pkg.refresh_db", timeout=SYNC_TIMEOUT)
+            _, failed = self.minions.call(sorted(names), "pkg.refresh_db", timeout=SYNC_TIMEOUT)
             if failed:
                 raise StepError(
                     "pkg.refresh_db: " + ", ".join(f"{m}: {w}" for m, w in failed.items())
                 )
         missing = []
-        for minion in minions:
-            keys = [PACKAGE_KEYS[r] for r in known.get(minion, []) if r in PACKAGE_KEYS]
-            wanted = [names.get(minion, {}).get(k, k) for k in keys]
+        for minion in sorted(names):
+            wanted = list(names[minion].values())
             available = self.minions.one(minion, "pkg.list_repo_pkgs", wanted, check=False)
             available = available if isinstance(available, dict) else {}
             missing += [f"{n} on {minion}" for n in wanted if not self._offered(available.get(n))]
@@ -1131,9 +1119,3 @@ def run(cluster, action, version, options, dry_run=False):
     except ValueError as exc:
         return {"ok": False, "retcode": 1, "Error": str(exc)}
     return Run(cluster, action, version, opts).run(dry_run=dry_run)
-
-
-def _yaml(text):
-    import yaml  # noqa: PLC0415 - PyYAML ships with Salt
-
-    return yaml.safe_load(text or "")

@@ -17,13 +17,10 @@ import os
 import re
 import stat as statmod
 import subprocess
-import sys
 
-try:
-    import crane_hostlist
-except ImportError:  # loaded by Salt's loader: the _utils folder is not on sys.path
-    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    import crane_hostlist
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +29,8 @@ VALID_INJECTORS = ("common", "nvidia", "hip", "ascend")
 
 #: Shared control nodes (relative to /dev). They are opened by every job of that vendor, so
 #: listing one inside a gres device makes craned's deny list take it away from every job that
-#: did not get that device (reference §4).
+#: did not get that device (craned denies a job every file of every gres device on the node
+#: it was not allocated).
 CONTROL_NODES = frozenset(
     {
         "nvidiactl",
@@ -83,14 +81,6 @@ def _scalar_text(value):
     if isinstance(value, (str, int, float)):
         return str(value)
     return ""  # sequences, mappings and null have no scalar text
-
-
-def _expand(expr):
-    """Host-list expansion; ``None`` when CraneSched's parser would fail."""
-    try:
-        return crane_hostlist.expand(expr)
-    except ValueError:
-        return None
 
 
 def _dev_relative(path):
@@ -147,7 +137,8 @@ def device_paths(gres_entry):
 def _cdi_names(entry):
     """CDI names of an entry (regex or list), ``None`` if the regex does not parse."""
     if _has_cdi_regex(entry):
-        return _expand(_scalar_text(entry["DeviceCDIRegex"]))
+        names, problem = crane_hostlist.try_expand(_scalar_text(entry["DeviceCDIRegex"]))
+        return None if problem else names
     if _has_cdi_list(entry):
         return [_scalar_text(name) for name in entry["DeviceCDIList"]]
     return []
@@ -193,8 +184,8 @@ def _regex_errors(where, entry):
         return [], 0
     value = entry["DeviceFileRegex"]
     expr = _scalar_text(value)
-    paths = _expand(expr)
-    if paths is None:
+    paths, problem = crane_hostlist.try_expand(expr)
+    if problem:
         return [
             f"{where}: DeviceFileRegex '{expr}' does not parse as a host list; CraneSched: "
             f'"Illegal gres {_label(entry)} DeviceFileRegex path string format."'
@@ -225,8 +216,8 @@ def _file_list_errors(where, entry):
         if isinstance(item, (list, dict)) or item is None:
             errors.append(f"{where}: DeviceFileList item {item!r} must be a string")
             continue
-        paths = _expand(_scalar_text(item))
-        if paths is None:
+        paths, problem = crane_hostlist.try_expand(_scalar_text(item))
+        if problem:
             errors.append(
                 f"{where}: DeviceFileList item '{item}' does not parse as a host list; CraneSched: "
                 f'"Illegal gres {_label(entry)} DeviceFileList path string format."'
@@ -416,8 +407,8 @@ def _node_groups(config):
         if not isinstance(node_entry, dict) or "name" not in node_entry:
             continue
         expr = _scalar_text(node_entry["name"])
-        hosts = _expand(expr)
-        if hosts is not None:
+        hosts, problem = crane_hostlist.try_expand(expr)
+        if not problem:
             groups.append((expr, hosts, node_entry.get("gres")))
     return groups
 

@@ -437,3 +437,17 @@ def _drop_single_brackets_literally(text):
         else:
             left = right + 1
     return text
+
+
+def try_expand(expr):
+    """``(names, None)``, or ``([], CraneSched's complaint)`` when ``expr`` does not parse."""
+    try:
+        return expand(str(expr)), None
+    except HostListError as exc:
+        return [], str(exc)
+
+
+def natural_key(name):
+    """Sort key for host names in natural order: cn9 before cn10."""
+    parts = re.split(r"([0-9]+)", str(name))  # digit runs land at the odd indices
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)]

@@ -9,6 +9,10 @@ config hashes, plan and summary text).
 import math
 import re
 
+# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
+# the tests put it there too.
+import crane_hostlist
+
 REASON_PREFIX = "crane-formula: "
 MAX_REASON = 200
 STRATEGIES = ("rolling", "all-at-once")
@@ -67,6 +71,15 @@ def version_key(version):
     """Sort key for version strings: numeric parts compare as numbers (1.1.10 > 1.1.9)."""
     parts = re.split(r"[.+~-]", str(release(version) or version or ""))
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts]
+
+
+def as_pinned(installed, pinned):
+    """``installed`` as the pin is written: without an epoch, and without the package
+    release (``-1``) when the pin has none, so ``1.1.3-1`` matches a pin of ``1.1.3``."""
+    version = str(installed).split(":", 1)[-1]
+    if "-" not in str(pinned):
+        version = version.split("-", 1)[0]
+    return version
 
 
 def is_downgrade(current, target):
@@ -157,7 +170,7 @@ def build_plan(
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}: {strategy!r}")
     allow_down, done = set(allow_down or ()), dict(done or {})
     skipped, todo = {}, []
-    for node in sorted(compute, key=natural_key):
+    for node in sorted(compute, key=crane_hostlist.natural_key):
         info = compute[node]
         if info.get("down") and node in allow_down:
             skipped[node] = "down, allowed by allow_down: not touched"
@@ -204,11 +217,6 @@ def build_plan(
     }
 
 
-def natural_key(name):
-    parts = re.split(r"([0-9]+)", str(name))
-    return [int(p) if i % 2 else p for i, p in enumerate(parts)]
-
-
 def render_plan(plan):
     """The plan as text, one step a line."""
     what = f"upgrade to {plan['version']}" if plan["action"] == "upgrade" else "rolling restart"
@@ -230,7 +238,9 @@ def render_plan(plan):
         lines.append(f"  {label}: {', '.join(nodes)}")
     if not plan["batches"]:
         lines.append("  compute: nothing to do")
-    for node, why in sorted(plan["skipped"].items(), key=lambda i: natural_key(i[0])):
+    for node, why in sorted(
+        plan["skipped"].items(), key=lambda i: crane_hostlist.natural_key(i[0])
+    ):
         lines.append(f"  skip {node}: {why}")
     for node, reason in sorted(plan["admin_drained"].items()):
         lines.append(f"  keep drained {node}: '{reason}' (not the formula's drain)")

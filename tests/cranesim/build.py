@@ -367,13 +367,19 @@ def packages_for(spec, arch, broken=False):
     ]
 
 
+def wanted_packages(versions, broken, arch):
+    """``(spec, package)`` for every package of every version spec, and of the broken builds
+    of the specs in ``broken``."""
+    wanted = [(v, False) for v in versions] + [(v, True) for v in broken]
+    return [(spec, pkg) for spec, bad in wanted for pkg in packages_for(spec, arch, bad)]
+
+
 def build_repo(out_dir, versions, broken=(), arch="amd64"):
     """Write all packages of all versions, Packages, Packages.gz and Release; return the dir.
     Each version is ``PKG`` or ``PKG=REPORTED`` (see the module docstring)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    wanted = [(v, False) for v in versions] + [(v, True) for v in broken]
-    packages = [pkg for version, bad in wanted for pkg in packages_for(version, arch, bad)]
+    packages = [pkg for _spec, pkg in wanted_packages(versions, broken, arch)]
     entries = []
     for pkg in sorted(packages, key=lambda p: (p.name, p.version)):
         data = deb_bytes(pkg)

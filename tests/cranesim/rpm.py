@@ -174,17 +174,6 @@ def stub_package(name, provides=(), version="1"):
         return _rpmbuild(spec, workdir, workdir, "noarch")
 
 
-def packages_for(spec, arch, broken=False):
-    """(package, file name, %post script or None) for the three packages of one version."""
-    version, _ = build.split_version(spec)
-    post = (build.PACKAGING / "post_install.sh").read_text()
-    result = []
-    for pkg in build.packages_for(spec, arch, broken):
-        backend = pkg.name != "cranesched-frontend"
-        result.append((pkg, rpm_filename(pkg, version, arch), post if backend else None))
-    return result
-
-
 def build_rpm_repo(out_dir, versions, broken=(), arch="amd64"):
     """Write all packages of all versions and their ``repodata/``; return the directory.
     ``provides_package()`` is written next to them as ``PROVIDES_FILENAME``."""
@@ -192,10 +181,13 @@ def build_rpm_repo(out_dir, versions, broken=(), arch="amd64"):
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.rpm"):
         stale.unlink()
-    wanted = [(v, False) for v in versions] + [(v, True) for v in broken]
-    for version, bad in wanted:
-        for pkg, filename, post in packages_for(version, arch, bad):
-            _write(out / filename, rpm_bytes(pkg, arch, post))
+    post = (build.PACKAGING / "post_install.sh").read_text()
+    for spec, pkg in build.wanted_packages(versions, broken, arch):
+        version, _ = build.split_version(spec)
+        backend = pkg.name != "cranesched-frontend"  # the daemons' packages run the %post
+        _write(
+            out / rpm_filename(pkg, version, arch), rpm_bytes(pkg, arch, post if backend else None)
+        )
     _write(out / PROVIDES_FILENAME, provides_package())
     createrepo(out)
     return out

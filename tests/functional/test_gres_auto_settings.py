@@ -53,7 +53,7 @@ def test_settings_fill_gres_from_the_mine(local_minion, fake_dev):
     assert settings["nvidia_minors"] == [0, 1, 2, 3]
     # cn01/cn02 published nothing (only this minion did): their group is named, not guessed
     result = call(local_minion, "crane.validate_config", pillar, settings["config"])
-    assert result["valid"] is False
+    assert result["valid"] is False, result
     auto_errors = [e for e in result["errors"] if e.startswith("crane:gres:auto")]
     assert len(auto_errors) == 1
     assert "cn[01-02]" in auto_errors[0] and "no discovery data" in auto_errors[0]

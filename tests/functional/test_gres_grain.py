@@ -1,32 +1,26 @@
 """The crane_gres grain module, loaded through Salt's loader against fake device trees."""
 
 import pathlib
-import sys
 
 import pytest
 import salt.config
 import salt.loader
 import salt.utils.data
 
-GRAINS_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt" / "_grains"
-UTIL_MODULE = "crane_gres_util_for_grains"
+SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
+GRAINS_DIR = SALT_DIR / "_grains"
 
 
 @pytest.fixture
 def minion_opts(fake_dev, tmp_path):
     opts = salt.config.minion_config(None)
     opts["grains_dirs"] = [str(GRAINS_DIR)]
+    opts["utils_dirs"] = [str(SALT_DIR / "_utils")]  # what saltutil.sync_all puts in extmods
     opts["cachedir"] = str(tmp_path / "cache")
     opts["extension_modules"] = str(tmp_path / "cache" / "extmods")  # not the host's cache
     opts["crane_gres_dev_root"] = fake_dev.root
     opts["crane_gres_sys_root"] = fake_dev.sys_root
     return opts
-
-
-@pytest.fixture(autouse=True)
-def fresh_util(monkeypatch):
-    """Each test loads the util anew (the grain caches it in sys.modules)."""
-    monkeypatch.delitem(sys.modules, UTIL_MODULE, raising=False)
 
 
 def grain(opts):
@@ -117,9 +111,9 @@ def test_util_from_the_minion_cache_layout(minion_opts, fake_dev, tmp_path):
             if (source / name).exists():
                 (extmods / kind / name).write_text((source / name).read_text())
     minion_opts["grains_dirs"] = [str(extmods / "grains")]
+    minion_opts["utils_dirs"] = []  # only the synced copy in extmods/utils
     fake_dev.chr("nvidia0")
     assert grain(minion_opts)["crane_gres"]["gpu"]["nvidia"]["count"] == 1
-    assert sys.modules[UTIL_MODULE].__file__.startswith(str(extmods / "utils"))
 
 
 def test_missing_util_gives_no_grain(minion_opts, fake_dev, tmp_path):
@@ -127,5 +121,6 @@ def test_missing_util_gives_no_grain(minion_opts, fake_dev, tmp_path):
     lonely.mkdir(parents=True)
     (lonely / "crane_gres.py").write_text((GRAINS_DIR / "crane_gres.py").read_text())
     minion_opts["grains_dirs"] = [str(lonely)]
+    minion_opts["utils_dirs"] = []
     fake_dev.chr("nvidia0")
     assert grain(minion_opts) == {}

@@ -21,9 +21,8 @@ def test_unsigned_debian_repo_is_a_plain_sources_file(minion):
     refresh = args(states["crane-package-repo-refresh-cmd-run"])
     assert refresh["onchanges"] == [{"file": "crane-package-repo-file-managed"}]
     # the version check (and so the install, which waits for it) reads the refreshed lists
-    assert {"cmd": "crane-package-repo-refresh-cmd-run"} in args(
-        states["crane-package-version-checked"]
-    )["require"]
+    assert {"sls": "crane.package.repo"} in args(states["crane-package-version-checked"])["require"]
+    assert states["crane-package-repo-refresh-cmd-run"]["__sls__"] == "crane.package.repo"
     assert {"crane": "crane-package-version-checked"} in args(
         states["crane-package-install-pkg-installed"]
     )["require"]

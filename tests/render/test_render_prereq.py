@@ -101,9 +101,9 @@ def test_every_role_checks_names_before_config(minion, os_name, role):
     states = render(minion, os_name, role)
     gate = args(states["crane-names-resolve"])
     assert gate["name"] == ROLE_HOSTS[role]
-    assert gate["login_nodes"] == ["login01"]
+    assert "login_nodes" not in gate and "config" not in gate  # from crane.settings
     assert gate["require_in"] == [CONFIG_FILE]
-    assert gate["require"] == [{"crane": "crane-validate-config"}]
+    assert gate["require"] == [{"sls": "crane.validate"}]
 
 
 def test_names_switch_off(minion):

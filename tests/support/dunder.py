@@ -43,6 +43,15 @@ def real_utils():
     return utils
 
 
+def file_str(url, saltenv="base"):
+    """``cp.get_file_str`` over the repository's file roots (False when there is no file)."""
+    for root in (SALT_DIR / "states", SALT_DIR):
+        path = root / url.removeprefix("salt://")
+        if path.is_file():
+            return path.read_text()
+    return False
+
+
 def load(kind, name="crane", **dunders):
     """Import ``salt/<kind>/<name>.py`` fresh and set its dunders."""
     path = SALT_DIR / kind / f"{name}.py"
@@ -51,12 +60,14 @@ def load(kind, name="crane", **dunders):
     spec.loader.exec_module(module)
     defaults = {
         "__utils__": real_utils(),
-        "__salt__": {},
+        "__salt__": {"cp.get_file_str": file_str},
         "__grains__": {},
         "__pillar__": {},
         "__opts__": {"test": False},
         "__context__": {},
     }
+    dunders.setdefault("__salt__", {})
+    dunders["__salt__"] = {**defaults["__salt__"], **dunders["__salt__"]}
     for key, value in {**defaults, **dunders}.items():
         setattr(module, key, value)
     return module

@@ -102,13 +102,15 @@ class FakeCluster(crane_engine.Cluster):
     def _crane_config_hash(self, minion):
         return self.hashes[minion]
 
-    def _cp_get_file_str(self, minion, path):
-        names = {key: name for key, name in zip(("cranectld", "craned", "frontend"),
-                                                PACKAGES.values(), strict=True)}  # fmt: skip
-        return f"values: {{package_names: {names}}}"
+    def _crane_package_names(self, minion):
+        keys = {"control": ["cranectld", "frontend"], "compute": ["craned"], "login": ["frontend"]}
+        names = dict(zip(("cranectld", "craned", "frontend"), PACKAGES.values(), strict=True))
+        return {key: names[key] for role in self.roles[minion] for key in keys[role]}
 
     def _pkg_version(self, minion, *names):
-        return self.installed[minion] if len(names) == 1 else dict.fromkeys(names, "")
+        if len(names) == 1:
+            return self.installed[minion]
+        return dict.fromkeys(names, self.installed[minion])
 
     def _pkg_refresh_db(self, minion):
         return True

@@ -279,7 +279,9 @@ def test_the_example_pillar_has_no_setting_problems():
 
 
 def test_module_settings_survive_a_pillar_that_is_not_a_mapping():
-    crane = load("_modules", __pillar__={"crane": "oops"}, __grains__={"host": "cn01"})
+    crane = load(
+        "_modules", __pillar__={"crane": "oops"}, __grains__={"host": "cn01", "os_family": "Debian"}
+    )
     data = crane.settings(defaults(), {}, "oops")
     assert data["settings_errors"] == [
         "crane: must be a mapping of the formula's settings, not a str"
@@ -293,7 +295,8 @@ def test_module_settings_survive_a_pillar_that_is_not_a_mapping():
 def test_module_validate_config_checks_the_pillars_switches():
     pillar = example_pillar(control=False)
     pillar["crane"]["restart"] = "on-change"
-    crane = load("_modules", __pillar__=pillar, __grains__={"host": "cn01"})
+    grains = {"host": "cn01", "os_family": "RedHat"}
+    crane = load("_modules", __pillar__=pillar, __grains__=grains)
     result = crane.validate_config()
     assert result["errors"] == ["crane:restart: 'on-change' must be one of on_change, never"]
     assert crane.__context__["retcode"] == 1

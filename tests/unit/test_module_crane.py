@@ -90,7 +90,7 @@ def module(pillar, answers=None, host="cranectl", bin_dir=BIN_DIR):
         "_modules",
         __salt__={"cmd.run_all": commands},
         __pillar__=pillar,
-        __grains__={"host": host, "nodename": host, "id": host},
+        __grains__={"host": host, "nodename": host, "id": host, "os_family": "Debian"},
     )
     return mod, commands
 
@@ -500,3 +500,41 @@ def test_a_restart_still_due_is_forgotten_only_when_forced(pillar, tmp_path):
     assert crane.restart_clear("cranectld") is False  # not running: still due
     assert crane.restart_clear("cranectld", force=True) is True
     assert crane.restart_pending() == {}
+
+
+def _counting_module(pillar, context):
+    reads = []
+    pillar["crane"]["gres"] = {"auto": True}
+    mod, _ = module(pillar, host="cn03")
+    mod.__salt__["mine.get"] = lambda target, fun: reads.append(fun) or {}
+    mod.__context__ = context
+    return mod, reads
+
+
+def test_settings_and_the_mine_are_worked_out_once_per_state_run(pillar):
+    mod, reads = _counting_module(pillar, {"fileclient": "the run's file client"})
+    first = mod.settings()
+    assert mod.settings() is first
+    result = mod.validate_config()
+    assert sorted(reads) == ["crane_gres", "crane_host"]
+    assert result["errors"] == first["gres_errors"] and first["gres_errors"]
+    mod.settings(pillar["crane"])  # other inputs: worked out, the mine still read once
+    assert sorted(reads) == ["crane_gres", "crane_host"]
+
+
+def test_a_direct_call_reads_the_mine_afresh(pillar):
+    mod, reads = _counting_module(pillar, {})
+    mod.settings()
+    mod.settings()
+    assert sorted(reads) == ["crane_gres", "crane_gres", "crane_host", "crane_host"]
+
+
+def test_package_names_follow_the_roles_and_os_family(pillar):
+    mod, _ = module(pillar, host="cranectl")
+    assert mod.package_names() == {
+        "cranectld": "cranesched-cranectld",
+        "frontend": "cranesched-frontend",
+    }
+    mod.__grains__["os_family"] = "RedHat"
+    pillar["crane"]["package_names"] = {"frontend": "site-frontend"}
+    assert mod.package_names() == {"cranectld": "CraneSched-cranectld", "frontend": "site-frontend"}

@@ -95,7 +95,7 @@ def test_name_problems_name_the_unresolved_and_a_wrong_hostname():
 def _module(host="cn01", pillar=None):
     return load(
         "_modules",
-        __grains__={"host": host, "nodename": host},
+        __grains__={"host": host, "nodename": host, "os_family": "Debian"},
         __pillar__={"crane": pillar or {"config": CONFIG, "login_nodes": ["login01"]}},
     )
 
@@ -135,6 +135,7 @@ def _state(module, test=False):
         __salt__={
             "crane.cgroup_check": module.cgroup_check,
             "crane.names_check": module.names_check,
+            "crane.settings": module.settings,
         },
         __opts__={"test": test},
     )

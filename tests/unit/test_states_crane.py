@@ -191,8 +191,16 @@ def test_config_valid_lists_errors_warnings_and_notes():
         "errors": ["ClusterName: missing"],
         "warnings": ["CranedListenAddr: x"],
     }
-    mod = load("_states", __salt__={"crane.validate_config": lambda **kw: result})
-    ret = mod.config_valid("/etc/crane/config.yaml", config={}, notes=["forced"])
+    asked = []
+    mod = load(
+        "_states",
+        __salt__={
+            "crane.validate_config": lambda **kw: asked.append(kw) or result,
+            "crane.settings": lambda: {"config_notes": ["forced"]},
+        },
+    )
+    ret = mod.config_valid("/etc/crane/config.yaml", database=True)
+    assert asked == [{"database": True}]
     assert ret["result"] is False and ret["changes"] == {}
     assert ret["comment"].splitlines() == [
         "1 error(s) in the CraneSched config for /etc/crane/config.yaml:",
@@ -207,8 +215,16 @@ def test_config_valid_lists_errors_warnings_and_notes():
 @pytest.mark.parametrize("errors", [[], ["cn03: /dev/nvidia4 does not exist"]])
 def test_gres_valid(errors):
     result = {"valid": not errors, "node": "cn03", "errors": errors}
-    mod = load("_states", __salt__={"crane.gres_validate": lambda **kw: result})
+    asked = []
+    mod = load(
+        "_states",
+        __salt__={
+            "crane.gres_validate": lambda **kw: asked.append(kw) or result,
+            "crane.settings": lambda: {"config": {"Nodes": "as written"}},
+        },
+    )
     ret = mod.gres_valid("cn03")
+    assert asked == [{"node": "cn03", "config": {"Nodes": "as written"}, "dev_root": "/dev"}]
     assert ret["result"] is (not errors)
     if errors:
         assert "config.yaml and craned are left as they are" in ret["comment"]

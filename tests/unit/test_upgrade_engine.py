@@ -8,7 +8,7 @@ import subprocess
 import crane_engine
 import pytest
 
-from tests.support.fake_cluster import FakeCluster
+from tests.support.fake_cluster import Failed, FakeCluster
 
 COMPUTE = ["cn01", "cn02", "cn03", "cn04"]
 FAILED_CLASS = "crane-formula: upgrade to 1.1.4"
@@ -129,6 +129,31 @@ def test_version_not_in_the_repository_stops_the_run(cluster):
     report = upgrade(cluster, "1.1.9")
     assert report["retcode"] == 1
     assert "1.1.9 is not installable" in report["failed"]["preflight"]
+
+
+def test_package_names_come_from_each_minions_settings(cluster):
+    report = upgrade(cluster)
+    assert report["retcode"] == 0, report["summary"]
+    asked = sorted(c[1] for c in cluster.log if c[0] == "crane.package_names")
+    assert asked == sorted(["cranectl", "login01", *COMPUTE])
+    versions = [c for c in cluster.log if c[0] == "pkg.version" and c[1] == "cranectl"]
+    assert versions[0][2] == ["cranesched-cranectld", "cranesched-frontend"]
+
+
+def test_settings_failing_on_a_minion_stops_the_run_naming_it(cluster):
+    answer = cluster._crane_package_names
+
+    def names(minion):
+        if minion == "cn03":
+            raise Failed("CommandExecutionError: crane: os_family Suse is not supported")
+        return answer(minion)
+
+    cluster._crane_package_names = names
+    report = upgrade(cluster)
+    assert report["retcode"] == 1
+    assert "crane.package_names: cn03: " in report["failed"]["preflight"]
+    assert "os_family Suse" in report["failed"]["preflight"]
+    assert {c[0] for c in changing_calls(cluster)} == {"saltutil.sync_all"}
 
 
 def test_downgrade_is_refused_unless_allowed(cluster):

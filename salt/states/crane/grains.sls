@@ -1,6 +1,7 @@
 {#- Publish this minion's roles as a static grain, for targeting: salt -G 'crane:roles:compute' ...
     The version grain belongs to the package step (package/grain.sls): it is set only once the
     packages are installed, so a failed install keeps the version that is installed. #}
+{%- set tplroot = tpldir.split("/")[0] %}
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 
 include:
@@ -12,4 +13,4 @@ crane-grains-roles-grains-present:
     - value: {{ crane.roles | json }}
     - force: true
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate

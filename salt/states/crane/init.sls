@@ -1,5 +1,6 @@
 {#- `salt '*' state.apply crane`: converge this minion to its CraneSched roles, which come from
     the cluster config itself (control = ControlMachine, compute = Nodes, login = login_nodes). #}
+{%- set tplroot = tpldir.split("/")[0] %}
 {%- from tpldir ~ "/map.jinja" import mapdata as crane with context %}
 {%- if crane.roles %}
 
@@ -32,5 +33,5 @@ crane-no-role:
   test.succeed_without_changes:
     - name: {{ crane.no_role_comment | json }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%- endif %}

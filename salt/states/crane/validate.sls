@@ -5,11 +5,8 @@
 crane-validate-config:
   crane.config_valid:
     - name: {{ crane.config_dir }}/config.yaml
-    - config: {{ crane.config | json }}
 {%- if "control" in crane.roles %}
     {#- the state reads database.yaml's secrets from the pillar itself #}
     - database: true
 {%- endif %}
-    - notes: {{ crane.config_notes | json }}
-    - settings: {{ {"errors": crane.settings_errors, "warnings": crane.settings_warnings} | json }}
     - failhard: true

@@ -1,4 +1,4 @@
-{#- Step 7: on the control node, wait until cinfo shows every configured node up (idle, mix
+{#- Step 12: on the control node, wait until cinfo shows every configured node up (idle, mix
     or alloc) and name the nodes that are not; then drain again the recorded nodes that were
     not up when cranectld came back (whatever nodes_ready found). Off with
     crane:verify:enabled false (the next run retries them then). #}

@@ -34,7 +34,7 @@ crane-cgroup-controllers-unit-file-managed:
         controllers: {{ cgroup.controllers | json }}
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-cgroup-controllers-dropin-file-managed:
   file.managed:
@@ -47,7 +47,7 @@ crane-cgroup-controllers-dropin-file-managed:
     - makedirs: true
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-cgroup-controllers-service-running:
   service.running:
@@ -69,7 +69,7 @@ crane-cgroup-bpffs-mount-mounted:
     - mkmnt: true
     - persist: true
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-   endif %}
 
 crane-cgroup-ready:
@@ -80,7 +80,7 @@ crane-cgroup-ready:
     - enabled_by: {{ unit }}
 {%-   endif %}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-   if unit_managed %}
       - service: crane-cgroup-controllers-service-running
 {%-   endif %}

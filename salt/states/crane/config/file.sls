@@ -1,4 +1,4 @@
-{#- Step 3: config.yaml, byte-identical on every node; database.yaml on control nodes only
+{#- Step 9: config.yaml, byte-identical on every node; database.yaml on control nodes only
     (0600, owner crane, never shown); the formula's systemd drop-ins. On compute nodes the gres
     gate must pass first, so a config craned would reject is never written. #}
 {%- set tplroot = tpldir.split("/")[0] %}
@@ -20,7 +20,7 @@ crane-config-file-config-file-managed:
     - group: root
     - mode: "0644"
     - require:
-      - file: crane-package-dirs-etc-file-directory
+      - sls: {{ tplroot }}.package.user
 {%- if "compute" in crane.roles %}
       - crane: crane-gres-valid
 {%- endif %}
@@ -35,8 +35,7 @@ crane-config-file-database-file-managed:
     - group: {{ crane.group }}
     - mode: "0600"
     - require:
-      - file: crane-package-dirs-etc-file-directory
-      - user: crane-package-user-user-present
+      - sls: {{ tplroot }}.package.user
 {%- endif %}
 
 {%- for unit in crane.services %}
@@ -51,5 +50,5 @@ crane-config-dropin-{{ unit }}-file-managed:
     - makedirs: true
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%- endfor %}

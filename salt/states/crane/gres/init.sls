@@ -1,4 +1,4 @@
-{#- Step 4: the gres gate. craned exits at start when a device file its gres entries name is
+{#- Step 8: the gres gate. craned exits at start when a device file its gres entries name is
     missing; check this node's devices against the new config before config.yaml is written
     or craned restarted. With crane:gres:nvidia_device_files, a oneshot unit creates the
     /dev/nvidiaN files (the driver makes them lazily) at boot, before craned and the gate. #}
@@ -21,7 +21,7 @@ crane-gres-nvidia-unit-file-managed:
         minors: {{ crane.nvidia_minors | json }}
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-gres-nvidia-dropin-file-managed:
   file.managed:
@@ -34,7 +34,7 @@ crane-gres-nvidia-dropin-file-managed:
     - makedirs: true
     - mode: "0644"
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 
 crane-gres-nvidia-service-running:
   service.running:
@@ -50,10 +50,9 @@ crane-gres-nvidia-service-running:
 crane-gres-valid:
   crane.gres_valid:
     - name: {{ crane.host }}
-    - config: {{ crane.config | json }}
     - dev_root: {{ crane.gres.dev_root }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-   if nvidia %}
       - service: crane-gres-nvidia-service-running
 {%-   endif %}

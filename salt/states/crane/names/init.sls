@@ -17,7 +17,7 @@ crane-names-hosts-{{ name }}-host-present:
     - name: {{ name }}
     - ip: {{ address }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-     if crane.names.check %}
     - require_in:
       - crane: crane-names-resolve
@@ -29,10 +29,8 @@ crane-names-hosts-{{ name }}-host-present:
 crane-names-resolve:
   crane.names_resolve:
     - name: {{ crane.host }}
-    - config: {{ crane.config | json }}
-    - login_nodes: {{ crane.login_nodes | json }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
     - require_in:
       - file: crane-config-file-config-file-managed
 {%- endif %}

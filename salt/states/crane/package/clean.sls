@@ -17,7 +17,7 @@ crane-package-clean-binary-{{ file }}-file-absent:
       - sls: {{ tplroot }}.config.clean
 {%-     endfor %}
 {%-   endfor %}
-{%-   for unit in ["cranectld", "craned", "cfored"] %}
+{%-   for unit in crane.units %}
 
 crane-package-clean-unit-{{ unit }}-file-absent:
   file.absent:
@@ -35,7 +35,7 @@ crane-package-clean-pkg-removed:
 
 crane-package-clean-repo-file-absent:
   file.absent:
-    - name: {{ "/etc/apt/sources.list.d/cranesched.list" if grains.os_family == "Debian" else "/etc/yum.repos.d/cranesched.repo" }}
+    - name: {{ crane.repo_file }}
 {%- endif %}
 
 {#- crane.remove_data_refusal: CraneBaseDir is a system directory (crane/clean.sls fails) #}

@@ -3,8 +3,10 @@
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
 
+{%- set installed_by = "binaries" if crane.install.method == "binaries" else "install" %}
+
 include:
-  - .install
+  - .{{ installed_by }}
 
 crane-package-grain-version-grains-present:
   grains.present:
@@ -12,4 +14,4 @@ crane-package-grain-version-grains-present:
     - value: {{ crane.version | string | json }}
     - force: true
     - require:
-      - sls: {{ tplroot }}.package.install
+      - sls: {{ tplroot }}.package.{{ installed_by }}

@@ -1,3 +1,6 @@
 include:
+  - .repo
   - .install
+  - .binaries
+  - .user
   - .grain

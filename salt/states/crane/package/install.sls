@@ -1,66 +1,23 @@
-{#- Step 2: CraneSched's packages for this minion's roles, at the pinned version, plus what the
-    packages miss: the crane user on control nodes, 0755 binaries (they ship 0777), and
-    CraneSched's directories (dpkg does not run CraneSched's post-install script). #}
+{#- Step 2: CraneSched's packages for this minion's roles, at the pinned version (install
+    methods `repo` and `files`), and the runtime libraries they need. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
-{%- from tplroot ~ "/libtofs.jinja" import files_switch with context %}
 {%- set install = crane.install %}
 {%- set method = install.method %}
 
 include:
   - {{ tplroot }}.validate
+{%- if method == "repo" %}
+  - .repo
+{%- endif %}
 
-{%- set apt_list = "/etc/apt/sources.list.d/cranesched.list" %}
-{#- pkgrepo.managed drops apt options such as [trusted=yes] when it compares lines, so test=True
-    would always report a change: an unsigned repository is a plain sources file instead. #}
-{%- set trusted_apt = method == "repo" and grains.os_family == "Debian" and install.repo.trusted %}
-{%- set repo_req = {"file": "crane-package-repo-file-managed"} if trusted_apt
-                   else {"pkgrepo": "crane-package-repo-pkgrepo-managed"} %}
-{%- if trusted_apt %}
-
-crane-package-repo-file-managed:
-  file.managed:
-    - name: {{ apt_list }}
-    - contents: {{ ("deb [trusted=yes] " ~ install.repo.url ~ " " ~ install.repo.dist ~ " " ~ install.repo.components) | trim | json }}
-    - user: root
-    - group: root
-    - mode: "0644"
-    - require:
-      - crane: crane-validate-config
-
-crane-package-repo-refresh-cmd-run:
-  cmd.run:
-    - name: apt-get update -o Dir::Etc::sourcelist={{ apt_list }} -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
-    - onchanges:
-      - file: crane-package-repo-file-managed
-{%- elif method == "repo" %}
-
-crane-package-repo-pkgrepo-managed:
-  pkgrepo.managed:
-{%-   if grains.os_family == "Debian" %}
-    - name: deb {{ install.repo.url }} {{ install.repo.dist }} {{ install.repo.components }}
-    - file: {{ apt_list }}
-{%-     if install.repo.gpgkey %}
-    - key_url: {{ install.repo.gpgkey }}
-{%-     endif %}
-{%-   else %}
-    - name: cranesched
-    - humanname: CraneSched
-    - baseurl: {{ install.repo.url }}
-    - gpgcheck: {{ 1 if install.repo.gpgcheck else 0 }}
-{%-     if install.repo.gpgkey %}
-    - gpgkey: {{ install.repo.gpgkey }}
-{%-     endif %}
-{%-   endif %}
-    - require:
-      - crane: crane-validate-config
-{%- elif method == "files" %}
+{%- if method == "files" %}
 {%-   for key, pkg in crane.packages.items() %}
 {%-     set src = install.files.get(key, {}) %}
 
 crane-package-file-{{ key }}-file-managed:
   file.managed:
-    - name: /var/cache/crane-formula/{{ src.get("source", key) | replace("\\", "/") | regex_replace("^.*/", "") }}
+    - name: {{ pkg.cache_file }}
     - source: {{ src.get("source") }}
 {%-     if src.get("source_hash") %}
     - source_hash: {{ src.source_hash }}
@@ -69,10 +26,9 @@ crane-package-file-{{ key }}-file-managed:
 {%-     endif %}
     - makedirs: true
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%-   endfor %}
 {%- endif %}
-
 {#- CraneSched's packages declare no dependencies: the libraries its binaries link come
     from crane:runtime_packages (per package, parameters/os_family/<family>.yaml). #}
 {%- set runtime = [] %}
@@ -87,18 +43,14 @@ crane-package-runtime-pkg-installed:
   pkg.installed:
     - pkgs: {{ runtime | json }}
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
 {%- endif %}
 
 {%- if method in ("repo", "files") and crane.packages %}
-{%-   set repo_reqs = [repo_req] if method == "repo" else [] %}
 {%-   set pins = {} %}
 {%-   for pkg in crane.packages.values() %}
 {%-     do pins.update({pkg.name: pkg.version}) %}
 {%-   endfor %}
-{%-   if trusted_apt %}
-{%-     do repo_reqs.append({"cmd": "crane-package-repo-refresh-cmd-run"}) %}
-{%-   endif %}
 
 {#- Before any package changes: no silent downgrade, no version change under a running craned
     (every targeted craned would restart at once), and under test=True a pinned version that is
@@ -113,10 +65,10 @@ crane-package-version-checked:
         restart_on_version: {{ crane.restart_on_version | to_bool }}
     - repository: {{ method == "repo" }}
     - require:
-      - crane: crane-validate-config
-{%-   for req in repo_reqs %}
-      - {{ req | yaml(false) }}
-{%-   endfor %}
+      - sls: {{ tplroot }}.validate
+{%-   if method == "repo" %}
+      - sls: {{ tplroot }}.package.repo
+{%-   endif %}
 
 crane-package-install-pkg-installed:
   pkg.installed:
@@ -133,7 +85,7 @@ crane-package-install-pkg-installed:
 {%-   else %}
     - sources:
 {%-     for key, pkg in crane.packages.items() %}
-      - {{ pkg.name }}: /var/cache/crane-formula/{{ install.files.get(key, {}).get("source", key) | regex_replace("^.*/", "") }}
+      - {{ pkg.name }}: {{ pkg.cache_file }}
 {%-     endfor %}
     - require:
       - crane: crane-package-version-checked
@@ -154,7 +106,7 @@ crane-package-restore-{{ key }}-pkg-installed:
 {%-       endif %}
 {%-     else %}
     - sources:
-      - {{ pkg.name }}: /var/cache/crane-formula/{{ install.files.get(key, {}).get("source", key) | regex_replace("^.*/", "") }}
+      - {{ pkg.name }}: {{ pkg.cache_file }}
 {%-     endif %}
     - reinstall: true
     - unless:
@@ -167,96 +119,3 @@ crane-package-restore-{{ key }}-pkg-installed:
 {%-   endfor %}
 {%- endif %}
 
-{%- for key in crane.packages %}
-{%-   for file, path in crane.binaries.get(key, {}).items() %}
-
-crane-package-binary-{{ file }}-file-managed:
-  file.managed:
-    - name: {{ path }}
-{%-     if method == "binaries" %}
-    - source: {{ install.binaries.source.rstrip("/") }}/{{ file }}
-{%-       if install.binaries.hashes.get(file) %}
-    - source_hash: {{ install.binaries.hashes[file] }}
-{%-       endif %}
-    - makedirs: true
-{%-     else %}
-    {#- the packages install the binaries world-writable; only fix the mode #}
-    - replace: false
-    - create: false
-{%-     endif %}
-    - user: root
-    - group: root
-    - mode: "0755"
-    - require:
-{%-     if method == "binaries" %}
-      - crane: crane-validate-config
-{%-     else %}
-      - pkg: crane-package-restore-{{ key }}-pkg-installed
-{%-     endif %}
-{%-   endfor %}
-{%- endfor %}
-
-{%- if method == "binaries" %}
-{%-   for unit in crane.services %}
-
-crane-package-unit-{{ unit }}-file-managed:
-  file.managed:
-    - name: {{ crane.unit_dir }}/{{ unit }}.service
-    - source: {{ files_switch(unit ~ ".service.jinja") }}
-    - template: jinja
-    - context:
-        bin_dir: {{ (crane.bin_dir or "/usr/bin") | json }}
-        user: {{ crane.user | json }}
-        group: {{ crane.group | json }}
-    - mode: "0644"
-    - require:
-      - crane: crane-validate-config
-{%-   endfor %}
-{%- endif %}
-
-{%- if "control" in crane.roles %}
-
-crane-package-user-group-present:
-  group.present:
-    - name: {{ crane.group }}
-    - system: true
-    - require:
-      - crane: crane-validate-config
-
-crane-package-user-user-present:
-  user.present:
-    - name: {{ crane.user }}
-    - gid: {{ crane.group }}
-    - system: true
-    - home: {{ crane.base_dir.rstrip("/") }}
-    - createhome: false
-    - shell: {{ crane.nologin }}
-    - require:
-      - group: crane-package-user-group-present
-{%- endif %}
-
-crane-package-dirs-etc-file-directory:
-  file.directory:
-    - name: {{ crane.config_dir }}
-    - user: root
-    - group: root
-    - mode: "0755"
-    - require:
-      - crane: crane-validate-config
-
-crane-package-dirs-base-file-directory:
-  file.directory:
-    - name: {{ crane.base_dir }}
-{%- if "control" in crane.roles %}
-    - user: {{ crane.user }}
-    - group: {{ crane.group }}
-{%- else %}
-    - user: root
-    - group: root
-{%- endif %}
-    - mode: "0755"
-    - require:
-      - crane: crane-validate-config
-{%- if "control" in crane.roles %}
-      - user: crane-package-user-user-present
-{%- endif %}

@@ -1,7 +1,8 @@
 {#- Stop and disable this minion's CraneSched daemons; remove the formula's drop-ins. #}
 {%- set tplroot = tpldir.split("/")[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as crane with context %}
-{%- for unit in ["craned", "cfored", "cranectld"] %}
+{#- compute and login daemons first, cranectld last (reverse of the start order) #}
+{%- for unit in crane.units | list | reverse %}
 
 crane-service-clean-{{ unit }}-service-dead:
   service.dead:

@@ -1,4 +1,4 @@
-{#- Step 5: the daemons of this minion's roles, enabled and running, cranectld before craned.
+{#- Step 10: the daemons of this minion's roles, enabled and running, cranectld before craned.
     A change of a daemon's package, config or drop-in marks a restart as due on the node
     (crane.restart_marked); the mark stays until the daemon has restarted, so a restart skipped
     because a later step failed happens on the next run. crane:restart on_change restarts the
@@ -59,7 +59,7 @@ crane-service-cranectld-drains-saved:
   crane.drains_saved:
     - name: cranectld
     - require:
-      - crane: crane-validate-config
+      - sls: {{ tplroot }}.validate
     - onchanges:
 {%-     for marker in markers %}
       - {{ marker | yaml(false) }}
