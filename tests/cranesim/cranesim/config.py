@@ -5,12 +5,15 @@ from dataclasses import dataclass, field
 from cranesim import hostlist
 from cranesim.common import (
     abort_uncaught,
+    as_bool,
     as_str,
     as_uint,
     die,
     die_silent,
+    is_ip_literal,
     parse_memory,
     stoul,
+    valid_port,
 )
 
 SRC = "CraneCtld.cpp:470"
@@ -226,3 +229,38 @@ def partition_nodes(nodes_value, all_nodes, part_name, log, disallow_unknown):
 def uint_or(config, key, default):
     value = config.get(key) if isinstance(config, dict) else None
     return default if value is None else as_uint(value)
+
+
+def tls_enabled(raw):
+    """``TLS.Enabled`` of config.yaml (a missing or non-map ``TLS`` is off)."""
+    tls = raw.get("TLS")
+    return isinstance(tls, dict) and as_bool(tls.get("Enabled", False))
+
+
+def check_tls_files(raw, keys, log, srcs):
+    """With ``TLS.Enabled`` every file named by ``keys`` must be set, readable and not empty;
+    ``srcs`` are the sources of those three errors, the daemons check alike."""
+    if not tls_enabled(raw):
+        return
+    tls = raw["TLS"]
+    unset, unreadable, empty = srcs
+    for key in keys:
+        path = as_str(tls.get(key) or "")
+        if not path:
+            die(log, f"UseTls is true, but {key} is empty", unset)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                content = stream.read()
+        except OSError as exc:
+            die(log, f"Read {key} error: {exc.strerror}", unreadable)
+        if not content:
+            die(log, f"UseTls is true, but the file specified by {key} is empty", empty)
+
+
+def check_listen(cfg, log, srcs):
+    """The listening address must be an IP literal and the port a valid port."""
+    address_src, port_src = srcs
+    if not is_ip_literal(cfg.listen_addr):
+        die(log, "Listening address is invalid.", address_src)
+    if not valid_port(cfg.listen_port):
+        die(log, "Listening port is invalid.", port_src)

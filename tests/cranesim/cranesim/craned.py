@@ -4,22 +4,17 @@ import contextlib
 import json
 import os
 import resource
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 
-from cranesim import VERSION, craned_config
+from cranesim import VERSION, craned_config, daemon
 from cranesim.common import (
-    Logger,
     RpcError,
     create_folders_for_file,
-    daemonize,
     die,
     die_silent,
-    flock_singleton,
     resolve,
     rpc_call,
     serve_forever,
@@ -387,9 +382,7 @@ def start_server(cfg, log):
         f"Craned for pam unix socket is listening on {cfg.pam_socket}",
         src="CranedForPamServer.cpp:0",
     )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = daemon.stop_event()
     threading.Thread(target=client.report_finished, args=(stop,), daemon=True).start()
     threading.Thread(target=client.watch_channel, args=(stop,), daemon=True).start()
     if cfg.health_interval > 0:
@@ -400,13 +393,4 @@ def start_server(cfg, log):
 
 def main(argv=None):
     """Entry point of /usr/bin/craned."""
-    log = Logger()
-    args = craned_config.parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = craned_config.load(args, log)
-    lock_fd = flock_singleton(cfg.lock_file, log, "Craned")
-    if not cfg.foreground:
-        daemonize()
-        log.detach_console()
-    start_server(cfg, log)
-    os.close(lock_fd)
-    return 0
+    return daemon.run("Craned", craned_config, start_server, argv)

@@ -1,14 +1,12 @@
 """craned's command line and config.yaml checks (reference §2.2, §2.6 craned items 1-18)."""
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass, field
 
-from cranesim import VERSION
+from cranesim import daemon
 from cranesim.common import (
     LEVELS,
-    Logger,
     as_bool,
     as_str,
     config_crc,
@@ -21,10 +19,17 @@ from cranesim.common import (
     load_yaml,
     parse_memory,
     resolve,
-    valid_port,
     value_or,
 )
-from cranesim.config import compress, craned_gres, parse_node_group, partition_nodes, uint_or
+from cranesim.config import (
+    check_listen,
+    check_tls_files,
+    compress,
+    craned_gres,
+    parse_node_group,
+    partition_nodes,
+    uint_or,
+)
 
 SRC = "Craned.cpp:900"
 VALID_INJECTORS = (None, "", "common", "nvidia", "hip", "ascend")
@@ -73,15 +78,7 @@ Usage:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        Logger().error(f"{message}\n{HELP}")
-        sys.exit(1)
-
-
-def parse_args(argv):
-    """cxxopts-like options; -h, -v and -C print and exit 0."""
-    parser = _Parser(add_help=False, prog="craned")
+def _add_options(parser):
     parser.add_argument("-f", "--config-file", default="/etc/crane/config.yaml")
     parser.add_argument("-P", "--plugin-config", default="/etc/crane/plugin.yaml")
     parser.add_argument("-l", "--listen", default=None)
@@ -89,15 +86,11 @@ def parse_args(argv):
     parser.add_argument("-L", "--log-file", default=None)
     parser.add_argument("-D", "--debug-level", default=None)
     parser.add_argument("-C", "--nodeinfo", action="store_true")
-    parser.add_argument("-v", "--version", action="store_true")
-    parser.add_argument("-h", "--help", action="store_true")
-    args = parser.parse_args(argv)
-    if args.help:
-        print(HELP)
-        sys.exit(0)
-    if args.version:
-        print(f"Version: {VERSION}")
-        sys.exit(0)
+
+
+def parse_args(argv):
+    """cxxopts-like options; -h, -v and -C print and exit 0."""
+    args = daemon.parse_args("craned", HELP, _add_options, argv)
     if args.nodeinfo:
         print_node_info()
         sys.exit(0)
@@ -188,7 +181,7 @@ def _supervisor_path(raw):
 
 
 def _check_cluster_keys(args, raw, cfg, log):
-    _check_tls(raw.get("TLS"), log)
+    _check_tls(raw, log)
     machine = args.server_address or (
         as_str(raw["ControlMachine"]) if raw.get("ControlMachine") is not None else ""
     )
@@ -204,20 +197,9 @@ def _check_cluster_keys(args, raw, cfg, log):
         die(log, "HealthCheckProgram is not configured", "Craned.cpp:736")
 
 
-def _check_tls(tls, log):
-    if not isinstance(tls, dict) or not as_bool(tls.get("Enabled", False)):
-        return
-    for key in ("InternalCertFilePath", "InternalKeyFilePath", "CaFilePath"):
-        path = as_str(tls.get(key) or "")
-        if not path:
-            die(log, f"UseTls is true, but {key} is empty", "Craned.cpp:690")
-        try:
-            with open(path, encoding="utf-8") as stream:
-                content = stream.read()
-        except OSError as exc:
-            die(log, f"Read {key} error: {exc.strerror}", "Craned.cpp:695")
-        if not content:
-            die(log, f"UseTls is true, but the file specified by {key} is empty", "Craned.cpp:700")
+def _check_tls(raw, log):
+    keys = ("InternalCertFilePath", "InternalKeyFilePath", "CaFilePath")
+    check_tls_files(raw, keys, log, ("Craned.cpp:690", "Craned.cpp:695", "Craned.cpp:700"))
 
 
 def _parse_nodes(raw, cfg, log):
@@ -267,10 +249,7 @@ def _check_misc(raw, log):
 def _check_listen(args, cfg, log):
     if args.listen:
         cfg.listen_addr, cfg.listen_port = args.listen, "10010"
-    if not is_ip_literal(cfg.listen_addr):
-        die(log, "Listening address is invalid.", "Craned.cpp:1179")
-    if not valid_port(cfg.listen_port):
-        die(log, "Listening port is invalid.", "Craned.cpp:1185")
+    check_listen(cfg, log, ("Craned.cpp:1179", "Craned.cpp:1185"))
 
 
 def _check_this_host(cfg, log):

@@ -4,27 +4,23 @@ import errno
 import json
 import os
 import resource
-import signal
 import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 
-from cranesim import ctld_config
+from cranesim import ctld_config, daemon
 from cranesim.common import (
-    Logger,
     RpcError,
     create_folders_for_file,
-    daemonize,
     die,
-    flock_singleton,
     gethostname,
     knob_seconds,
     rpc_call,
     serve_forever,
 )
-from cranesim.config import compress, expand
+from cranesim.config import compress, expand, tls_enabled
 
 RESOURCE_STATES = ["CRANE_IDLE", "CRANE_MIX", "CRANE_ALLOC", "CRANE_DOWN"]
 CONTROL_STATES = [
@@ -612,7 +608,7 @@ def start_server(cfg, log):
     _create_folders(cfg, log)
     log.info(f"Hostname of CraneCtld: {gethostname()}", src="CraneCtld.cpp:1032")
     _connect_mongodb(log)
-    if ctld_config.tls_enabled(cfg.raw) and not cfg.vault_enabled:
+    if tls_enabled(cfg.raw) and not cfg.vault_enabled:
         die(log, "[Security] TLS is enabled but Vault is not enabled.", "CraneCtld.cpp:1061")
     ctld = Ctld(cfg, log, _open_store(cfg, log))
     _start_servers(ctld, cfg, log)
@@ -624,9 +620,7 @@ def start_server(cfg, log):
 
 
 def _serve(ctld, alive_file):
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = daemon.stop_event()
     while not stop.wait(0.2):
         ctld.check_timeouts()
     if alive_file:
@@ -636,13 +630,4 @@ def _serve(ctld, alive_file):
 
 def main(argv=None):
     """Entry point of /usr/bin/cranectld."""
-    log = Logger()
-    args = ctld_config.parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = ctld_config.load(args, log)
-    lock_fd = flock_singleton(cfg.lock_file, log, "CraneCtld")
-    if not cfg.foreground:
-        daemonize()
-        log.detach_console()
-    start_server(cfg, log)
-    os.close(lock_fd)
-    return 0
+    return daemon.run("CraneCtld", ctld_config, start_server, argv)

@@ -1,28 +1,30 @@
 """cranectld's command line, config.yaml and database.yaml handling (reference §2.1, §2.6, §6.1)."""
 
-import argparse
-import os
-import sys
 from dataclasses import dataclass, field
 
-from cranesim import VERSION
+from cranesim import daemon
 from cranesim.common import (
     LEVELS,
-    Logger,
     abort_uncaught,
     as_bool,
     as_str,
     config_crc,
     die,
     die_stderr,
-    is_ip_literal,
     join_base,
     load_yaml,
     parse_memory,
-    valid_port,
     value_or,
 )
-from cranesim.config import NodeSpec, ctld_gres, parse_node_group, partition_nodes, uint_or
+from cranesim.config import (
+    NodeSpec,
+    check_listen,
+    check_tls_files,
+    ctld_gres,
+    parse_node_group,
+    partition_nodes,
+    uint_or,
+)
 
 DEFAULT_BASE = "/var/crane/"
 SRC = "CraneCtld.cpp:475"
@@ -72,30 +74,17 @@ Usage:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        Logger().error(f"{message}\n{HELP}")
-        sys.exit(1)
-
-
-def parse_args(argv):
-    """cxxopts-like options; -h/-v print and exit 0."""
-    parser = _Parser(add_help=False, prog="cranectld")
+def _add_options(parser):
     parser.add_argument("-C", "--config", default="/etc/crane/config.yaml")
     parser.add_argument("-D", "--db-config", default=None)
     parser.add_argument("-P", "--plugin-config", default="/etc/crane/plugin.yaml")
     parser.add_argument("-l", "--listen", default=None)
     parser.add_argument("-p", "--port", default=None)
-    parser.add_argument("-v", "--version", action="store_true")
-    parser.add_argument("-h", "--help", action="store_true")
-    args = parser.parse_args(argv)
-    if args.help:
-        print(HELP)
-        sys.exit(0)
-    if args.version:
-        print(f"Version: {VERSION}")
-        sys.exit(0)
-    return args
+
+
+def parse_args(argv):
+    """cxxopts-like options; -h/-v print and exit 0."""
+    return daemon.parse_args("cranectld", HELP, _add_options, argv)
 
 
 def load(args, log):
@@ -174,7 +163,7 @@ def _check_sections(raw, cfg, log):
     lock_rel = as_str(value_or(raw, "CraneCtldMutexFilePath", "cranectld/cranectld.lock"))
     cfg.lock_file = join_base(cfg.base_dir, lock_rel)
     _check_keepalived(raw, cfg, log)
-    _check_tls(raw.get("TLS") or {}, log)
+    _check_tls(raw, log)
     _check_licenses(raw.get("Licenses") or [], log)
     _parse_nodes(raw, cfg, log)
     _parse_partitions(raw, cfg, log)
@@ -182,9 +171,7 @@ def _check_sections(raw, cfg, log):
     _check_preempt(raw.get("Preempt"), log)
 
 
-def _check_tls(tls, log):
-    if not isinstance(tls, dict) or not as_bool(tls.get("Enabled", False)):
-        return
+def _check_tls(raw, log):
     keys = (
         "CaFilePath",
         "InternalCertFilePath",
@@ -192,21 +179,8 @@ def _check_tls(tls, log):
         "ExternalCertFilePath",
         "ExternalKeyFilePath",
     )
-    for key in keys:
-        path = as_str(tls.get(key) or "")
-        if not path:
-            die(log, f"UseTls is true, but {key} is empty", "CraneCtld.cpp:274")
-        try:
-            with open(path, encoding="utf-8") as stream:
-                content = stream.read()
-        except OSError as exc:
-            die(log, f"Read {key} error: {exc.strerror}", "CraneCtld.cpp:284")
-        if not content:
-            die(
-                log,
-                f"UseTls is true, but the file specified by {key} is empty",
-                src="CraneCtld.cpp:293",
-            )
+    srcs = ("CraneCtld.cpp:274", "CraneCtld.cpp:284", "CraneCtld.cpp:293")
+    check_tls_files(raw, keys, log, srcs)
 
 
 def _check_licenses(licenses, log):
@@ -346,21 +320,4 @@ def _apply_listen(args, cfg, log):
         cfg.listen_addr = args.listen
     if args.port:
         cfg.listen_port = args.port
-    if not is_ip_literal(cfg.listen_addr):
-        die(log, "Listening address is invalid.", "CraneCtld.cpp:986")
-    if not valid_port(cfg.listen_port):
-        die(log, "Listening port is invalid.", "CraneCtld.cpp:993")
-
-
-def tls_enabled(raw):
-    tls = raw.get("TLS")
-    return isinstance(tls, dict) and as_bool(tls.get("Enabled", False))
-
-
-def ensure_dir_for(path):
-    """True when the folder for ``path`` exists or could be created."""
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    except OSError:
-        return False
-    return True
+    check_listen(cfg, log, ("CraneCtld.cpp:986", "CraneCtld.cpp:993"))
