@@ -438,9 +438,11 @@ def build_binaries(out_dir, spec):
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="output directory (flat apt repository)")
+def cli(argv, doc, kind, build_repository):
+    """The repository builders' command line: ``--out`` (a ``kind`` repository), ``--version``
+    and ``--broken`` (repeatable), ``--arch``; prints what ``build_repository`` returns."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--out", required=True, help=f"output directory ({kind})")
     parser.add_argument(
         "--version",
         action="append",
@@ -455,8 +457,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.versions and not args.broken:
         parser.error("give at least one --version")
-    print(build_repo(args.out, args.versions, args.broken, args.arch))
+    print(build_repository(args.out, args.versions, args.broken, args.arch))
     return 0
+
+
+def main(argv=None):
+    return cli(argv, __doc__, "flat apt repository", build_repo)
 
 
 if __name__ == "__main__":

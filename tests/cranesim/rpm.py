@@ -21,7 +21,6 @@ first so that rpm's database knows the ``/bin/sh`` the base system already has.
 Needs ``rpmbuild`` (Debian package ``rpm``) and ``createrepo_c`` (``createrepo-c``).
 """
 
-import argparse
 import os
 import pathlib
 import shutil
@@ -207,16 +206,7 @@ def createrepo(out):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="output directory (yum repository)")
-    parser.add_argument("--version", action="append", default=[], dest="versions")
-    parser.add_argument("--broken", action="append", default=[])
-    parser.add_argument("--arch", default="amd64")
-    args = parser.parse_args(argv)
-    if not args.versions and not args.broken:
-        parser.error("give at least one --version")
-    print(build_rpm_repo(args.out, args.versions, args.broken, args.arch))
-    return 0
+    return build.cli(argv, __doc__, "yum repository", build_rpm_repo)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Parsing ``cinfo`` output, table and ``--json`` (reference §7.2)."""
+"""Parsing ``cinfo`` output: the table (header ``PARTITION AVAIL NODES STATE NODELIST``, one
+space between padded columns) and ``--json`` (protojson: proto field names, enums as strings)."""
 
 import json
 

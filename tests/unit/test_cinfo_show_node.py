@@ -1,4 +1,5 @@
-"""Parsing ``ccontrol show node`` (reference §7.3)."""
+"""Parsing ``ccontrol show node``: one block per node, ``NodeName=<host> State=<res>[(<ctrl>)]
+[<power>] CPU=…`` followed by tab-indented continuation lines, no blank line between blocks."""
 
 import crane_cinfo
 import pytest

@@ -1,4 +1,5 @@
-"""The simulated ``ccontrol``: ``show node`` and ``update nodename=… state=…`` (§7.3, §7.4)."""
+"""The simulated ``ccontrol``: ``show node`` (one block per node, tab-indented continuation
+lines) and ``update nodename=… state=drain|resume reason=…`` (``reason`` required, exit 2)."""
 
 import datetime
 import os

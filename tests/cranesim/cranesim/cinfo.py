@@ -1,4 +1,5 @@
-"""The simulated ``cinfo`` (reference §7.2): table, ``--json``, filters and exit codes."""
+"""The simulated ``cinfo``: table, ``--json``, filters and exit codes (4 when the reply is not
+ok, 0 with a message when no partition matches)."""
 
 import argparse
 import datetime

@@ -279,6 +279,12 @@ def _read_line(conn):
     return b"".join(chunks)
 
 
+def dispatch(handlers, req):
+    """Answer ``req`` with the handler its ``op`` names, or with an "unknown op" error."""
+    handler = handlers.get(req.get("op"))
+    return handler(req) if handler else {"ok": False, "error": "unknown op"}
+
+
 def _line_handler(handler):
     """A socketserver handler class answering one JSON line with ``handler``."""
 

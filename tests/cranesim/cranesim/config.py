@@ -1,4 +1,5 @@
-"""config.yaml rules shared by the simulated cranectld and craned (reference §2)."""
+"""config.yaml rules shared by the simulated cranectld and craned: ``Nodes``, ``Partitions`` and
+``gres`` parsing, the TLS files and the listening address."""
 
 from dataclasses import dataclass, field
 
@@ -119,7 +120,8 @@ def _ctld_device_list(value, name, gtype, log):
 
 
 def craned_gres(group, log, src="Craned.cpp:830"):
-    """craned's stricter gres rules (§2.6 craned item 10) for one node group."""
+    """craned's stricter gres rules for one node group, run for every group (not only this
+    host's): duplicates, CDI, expansions to zero paths, no device file set."""
     seen = set()
     result = []
     for gres in group.get("gres") or []:

@@ -79,7 +79,9 @@ class StepStore:
 
 
 class CtldClient:
-    """craned's side of §5: trigger reverse connection, wait for Configure, register, ping."""
+    """craned's side of registration: ``CranedTriggerReverseConn`` to cranectld's internal port,
+    wait for the ``Configure`` cranectld sends over its channel to craned, then ``CranedRegister``
+    and periodic ``CranedPing``."""
 
     def __init__(self, cfg, log, steps):
         self.cfg = cfg
@@ -338,7 +340,8 @@ def _set_nofile(log):
 
 
 def _check_cgroups(log):
-    """§2.6 craned item 23, read from the cgroup root (CRANESIM_CGROUP_ROOT for tests)."""
+    """cgroup v2 needs cpu, memory and io on the root; v1 needs cpu, memory, devices and blkio
+    all mounted. Read from the cgroup root (CRANESIM_CGROUP_ROOT for tests)."""
     root = os.environ.get(CGROUP_ROOT_ENV, "/sys/fs/cgroup")
     controllers_file = os.path.join(root, "cgroup.controllers")
     if os.path.exists(controllers_file):

@@ -1,4 +1,6 @@
-"""craned's command line and config.yaml checks (reference §2.2, §2.6 craned items 1-18)."""
+"""craned's command line and config.yaml checks: each refuse-to-start condition of Craned.cpp's
+ParseConfig in source order, from the bad option (exit 1) to "This machine <h> doesn't belong to
+any partition"; each check names its source line."""
 
 import os
 import sys

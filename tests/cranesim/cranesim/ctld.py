@@ -15,6 +15,7 @@ from cranesim.common import (
     RpcError,
     create_folders_for_file,
     die,
+    dispatch,
     gethostname,
     knob_seconds,
     rpc_call,
@@ -153,8 +154,7 @@ class Ctld:
             "update_node_drain_state": self.update_node_drain_state,
             "channel": self.channel,
         }
-        handler = handlers.get(req.get("op"))
-        return handler(req) if handler else {"ok": False, "error": "unknown op"}
+        return dispatch(handlers, req)
 
     def channel(self, req):
         """craned's long-lived connection, standing in for the gRPC channel cranectld watches
@@ -326,8 +326,7 @@ class Ctld:
             "submit_sim_job": self.submit_sim_job,
             "query_sim_jobs": self.query_sim_jobs,
         }
-        handler = handlers.get(req.get("op"))
-        return handler(req) if handler else {"ok": False, "error": "unknown op"}
+        return dispatch(handlers, req)
 
     def query_cluster_info(self, req):
         """``CranedMetaContainer::QueryClusterInfo`` as a protojson-shaped dict."""

@@ -1,4 +1,6 @@
-"""cranectld's command line, config.yaml and database.yaml handling (reference §2.1, §2.6, §6.1)."""
+"""cranectld's command line, config.yaml and database.yaml handling: each refuse-to-start
+condition of CraneCtld.cpp's ParseConfig in source order, database.yaml included ("Unknown
+Replica Set name" without ``DbReplSetName``); each check names its source line."""
 
 from dataclasses import dataclass, field
 
@@ -229,28 +231,15 @@ def _check_partition_mem(part, name, log):
             f"The partition {name} DefaultMemPerCpu and DefaultMemPerNode are mutually exclusive.",
             src="CraneCtld.cpp:680",
         )
-    if (
-        mb("DefaultMemPerCpu")
-        and mb("MaxMemPerCpu")
-        and mb("MaxMemPerCpu") < mb("DefaultMemPerCpu")
-    ):
-        die(
-            log,
-            f"The partition {name} MaxMemPerCpu {mb('MaxMemPerCpu')}MB should not be less than "
-            f"DefaultMemPerCpu {mb('DefaultMemPerCpu')}MB.",
-            src="CraneCtld.cpp:707",
-        )
-    if (
-        mb("DefaultMemPerNode")
-        and mb("MaxMemPerNode")
-        and mb("MaxMemPerNode") < mb("DefaultMemPerNode")
-    ):
-        die(
-            log,
-            f"The partition {name} MaxMemPerNode {mb('MaxMemPerNode')}MB should not be less than "
-            f"DefaultMemPerNode {mb('DefaultMemPerNode')}MB.",
-            src="CraneCtld.cpp:716",
-        )
+    for unit, src in (("Cpu", "CraneCtld.cpp:707"), ("Node", "CraneCtld.cpp:716")):
+        default = mb(f"DefaultMemPer{unit}")
+        if default and (limit := mb(f"MaxMemPer{unit}")) and limit < default:
+            die(
+                log,
+                f"The partition {name} MaxMemPer{unit} {limit}MB should not be less than "
+                f"DefaultMemPer{unit} {default}MB.",
+                src=src,
+            )
 
 
 def _check_default_partition(raw, cfg, log):

@@ -1,4 +1,5 @@
-"""Behaviour shared by the simulated Go frontend tools (reference §2.6 "Go tools", §7.2)."""
+"""Behaviour shared by the simulated Go frontend tools: an unreadable config.yaml or a YAML error
+exits 2, an empty ``CraneCtldForInternalListenPort`` exits 1."""
 
 import contextlib
 import json

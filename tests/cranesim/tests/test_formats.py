@@ -12,7 +12,8 @@ sys.path.insert(0, str(SIM_ROOT))  # the simulator package lives in its own sour
 cinfo = importlib.import_module("cranesim.cinfo")
 ccontrol = importlib.import_module("cranesim.ccontrol")
 
-# reference §7.2: CPU* = cn[15-16] idle, GPU = cn17 never registered plus cn18 drained
+# cinfo --json as cranectld answers it (protojson, proto names, enum strings, zero values
+# emitted) for CPU* = cn[15-16] idle, GPU = cn17 never registered plus cn18 drained
 REFERENCE_REPLY = json.loads(
     '{"ok":true,"partitions":[{"name":"CPU*","state":"PARTITION_UP","craned_lists":'
     '[{"resource_state":"CRANE_IDLE","control_state":"CRANE_NONE","power_state":"CRANE_POWER_IDLE",'
