@@ -8,6 +8,7 @@ except under ``CI=true``, where that is an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -50,19 +51,41 @@ def cluster_spec(request):
     )
 
 
-@pytest.fixture(scope="session")
-def cluster(cluster_spec):
-    """A booted cluster whose minions all answer; torn down (and checked) at the end."""
+@contextlib.contextmanager
+def booted(spec, pillar=None):
+    """A booted cluster whose minions all answer, with ``pillar`` (``(sls, top)``) written
+    when given; torn down (and checked) on leaving."""
     require_cluster_environment()
-    booted = Cluster(cluster_spec, log=lambda msg: print(f"[cluster] {msg}"))
-    booted.start()
+    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
+    cluster.start()
     try:
-        yield booted
+        if pillar is not None:
+            cluster.write_pillar(*pillar)
+        yield cluster
     finally:
-        left = booted.stop()
-        TIMINGS[cluster_spec.name] = dict(booted.timings)
+        left = cluster.stop()
+        TIMINGS[spec.name] = dict(cluster.timings)
         if left:
             pytest.fail(f"teardown left behind: {left}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_spec):
+    """The session cluster, shared by the test modules that need no cluster of their own."""
+    with booted(cluster_spec) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def flow():
+    """Outcome of each step of a module's ordered scenario so far (see ``after``)."""
+    return {}
+
+
+def after(flow, step):
+    """Skip a step whose predecessor did not pass."""
+    if not flow.get(step):
+        pytest.skip(f"needs the step '{step}' to pass first")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from . import formula
+from .conftest import after
 
 pytestmark = pytest.mark.cluster
 
@@ -25,17 +26,6 @@ BINARIES = {
 }
 SERVICES = {"cranectl": ("cranectld", "crane"), "login01": ("cfored", "root")}
 SERVICES.update({node: ("craned", "root") for node in COMPUTE})
-
-
-@pytest.fixture(scope="module")
-def flow():
-    """Outcome of each step so far; a step whose predecessor failed is skipped."""
-    return {}
-
-
-def _after(flow, step):
-    if not flow.get(step):
-        pytest.skip(f"needs the step '{step}' to pass first")
 
 
 def test_dry_run_on_fresh_nodes_plans_changes_and_fails_nothing(cluster, flow):
@@ -53,7 +43,7 @@ def test_dry_run_on_fresh_nodes_plans_changes_and_fails_nothing(cluster, flow):
 
 
 def test_apply_succeeds_on_every_node(cluster, flow):
-    _after(flow, "dry_run")
+    after(flow, "dry_run")
     result = formula.timed_apply(cluster, "first apply")
     assert set(result) == set(cluster.spec.hostnames())
     assert formula.failures(result) == {}
@@ -62,7 +52,7 @@ def test_apply_succeeds_on_every_node(cluster, flow):
 
 
 def test_every_configured_node_is_up_and_idle(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     nodes = formula.node_states(cluster)
     assert sorted(nodes) == list(COMPUTE)
     assert {n: s["resource"] for n, s in nodes.items()} == dict.fromkeys(COMPUTE, "idle")
@@ -72,14 +62,14 @@ def test_every_configured_node_is_up_and_idle(cluster, flow):
 
 
 def test_gpu_node_reports_its_gres(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     shown = cluster.sh(CONTROL, "ccontrol show node cn03", check=True).stdout
     assert "Gres=gpu:a100:4" in shown.split()
 
 
 @pytest.mark.parametrize("node", sorted(SERVICES))
 def test_daemons_run_as_systemd_services_under_their_users(cluster, flow, node):
-    _after(flow, "applied")
+    after(flow, "applied")
     unit, user = SERVICES[node]
     assert cluster.sh(node, f"systemctl is-active {unit}").stdout.strip() == "active"
     assert cluster.sh(node, f"systemctl is-enabled {unit}").stdout.strip() == "enabled"
@@ -90,7 +80,7 @@ def test_daemons_run_as_systemd_services_under_their_users(cluster, flow, node):
 
 
 def test_no_daemon_runs_outside_its_role(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     for node in cluster.spec.hostnames():
         running = set(cluster.sh(node, "pgrep -x 'cranectld|craned|cfored' -l").stdout.split())
         running = {word for word in running if not word.isdigit()}
@@ -98,7 +88,7 @@ def test_no_daemon_runs_outside_its_role(cluster, flow):
 
 
 def test_config_yaml_is_byte_identical_everywhere(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     hashes = cluster.salt("*", "crane.config_hash")
     assert set(hashes) == set(cluster.spec.hostnames())
     assert None not in hashes.values()
@@ -106,7 +96,7 @@ def test_config_yaml_is_byte_identical_everywhere(cluster, flow):
 
 
 def test_database_yaml_only_on_control_0600_crane(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     for node in cluster.spec.hostnames():
         stat = cluster.sh(node, "stat -c '%a %U %G' /etc/crane/database.yaml")
         if node == CONTROL:
@@ -117,14 +107,14 @@ def test_database_yaml_only_on_control_0600_crane(cluster, flow):
 
 @pytest.mark.parametrize("node", sorted(BINARIES))
 def test_binaries_are_0755_root(cluster, flow, node):
-    _after(flow, "applied")
+    after(flow, "applied")
     paths = " ".join(BINARIES[node])
     stats = cluster.sh(node, f"stat -c '%a %U %G' {paths}", check=True).stdout.splitlines()
     assert stats == ["755 root root"] * len(BINARIES[node])
 
 
 def test_second_apply_changes_nothing(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     pids = {node: formula.main_pid(cluster, node, SERVICES[node][0]) for node in SERVICES}
     result = formula.timed_apply(cluster, "re-apply")
     assert formula.failures(result) == {}
@@ -134,7 +124,7 @@ def test_second_apply_changes_nothing(cluster, flow):
 
 
 def test_dry_run_on_deployed_cluster_is_clean(cluster, flow):
-    _after(flow, "idempotent")
+    after(flow, "idempotent")
     result = formula.timed_apply(cluster, "test=True on deployed", test=True)
     assert formula.failures(result) == {}
     assert formula.changed(result) == {}
@@ -142,7 +132,7 @@ def test_dry_run_on_deployed_cluster_is_clean(cluster, flow):
 
 
 def test_role_grains_target_nodes(cluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     by_role = {
         role: sorted(cluster.salt(f"crane:roles:{role}", "test.ping", tgt_type="grain"))
         for role in ("control", "compute", "login")
@@ -154,7 +144,7 @@ def test_role_grains_target_nodes(cluster, flow):
 
 def test_clean_removes_what_the_formula_installed_and_keeps_data(cluster, flow):
     """crane.clean on the login node, then crane again brings it back."""
-    _after(flow, "applied")
+    after(flow, "applied")
     node = "login01"
     cluster.sh(node, "mkdir -p /var/crane/cfored && echo kept > /var/crane/cfored/marker")
     cleaned = cluster.salt(node, "state.apply", "crane.clean", timeout=formula.APPLY_TIMEOUT)

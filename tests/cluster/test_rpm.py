@@ -18,8 +18,7 @@ import socket
 import pytest
 
 from . import formula, pillar
-from .conftest import require_cluster_environment
-from .harness import Cluster
+from .conftest import after, booted
 from .spec import ClusterSpec, NodeSpec, env_spec
 from .test_upgrade import drains, jobs, salt_run
 
@@ -56,26 +55,9 @@ def rpm_pillar(spec: ClusterSpec):
 
 @pytest.fixture(scope="module")
 def rcluster():
-    require_cluster_environment()
     spec = rpm_spec()
-    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
-    cluster.start()
-    try:
-        cluster.write_pillar(*rpm_pillar(spec))
+    with booted(spec, rpm_pillar(spec)) as cluster:
         yield cluster
-    finally:
-        left = cluster.stop()
-        assert not left, f"teardown left behind: {left}"
-
-
-@pytest.fixture(scope="module")
-def flow():
-    return {}
-
-
-def _after(flow, step):
-    if not flow.get(step):
-        pytest.skip(f"needs the step '{step}' to pass first")
 
 
 def test_rpm_nodes_report_rocky_and_use_the_dnf_module(rcluster):
@@ -98,7 +80,7 @@ def test_dry_run_on_bare_nodes_fails_nothing(rcluster, flow):
 
 
 def test_apply_installs_the_rpms_through_dnf_and_every_node_is_idle(rcluster, flow):
-    _after(flow, "dry_run")
+    after(flow, "dry_run")
     result = formula.timed_apply(rcluster, "RPM nodes: first apply")
     assert formula.failures(result) == {}
     assert formula.results(result) == {True}
@@ -116,7 +98,7 @@ def test_apply_installs_the_rpms_through_dnf_and_every_node_is_idle(rcluster, fl
 def test_the_rpm_scriptlet_ran_and_the_formula_owns_the_result(rcluster, flow):
     """CraneSched's %post creates crane and chowns /etc/crane to it; the formula then sets
     its own owners (root for /etc/crane, 0755 binaries)."""
-    _after(flow, "applied")
+    after(flow, "applied")
     assert rcluster.sh("cn01", "id -u crane").returncode == 0  # from %post, even on compute
     assert rcluster.sh("cn02", "id -u crane").returncode != 0  # dpkg never ran it
     shown = rcluster.sh(CONTROL, "stat -c '%U %a' /etc/crane /usr/bin/cranectld").stdout
@@ -124,7 +106,7 @@ def test_the_rpm_scriptlet_ran_and_the_formula_owns_the_result(rcluster, flow):
 
 
 def test_second_apply_changes_nothing_and_dry_run_is_clean(rcluster, flow):
-    _after(flow, "applied")
+    after(flow, "applied")
     pids = {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
     again = formula.apply(rcluster)
     assert formula.failures(again) == {}
@@ -158,7 +140,7 @@ def publish(cluster, versions, broken=()):
 
 def test_rolling_upgrade_on_rpm_nodes_keeps_drain_and_job(rcluster, flow):
     """The pillar says 1.1.3, dnf lists 1.1.3-1, craned registers as 1.1.3."""
-    _after(flow, "idempotent")
+    after(flow, "idempotent")
     code, _, err = salt_run(rcluster, "saltutil.sync_all")  # runners and utils on the master
     assert code == 0, err
     rcluster.sh(CONTROL, 'ccontrol update nodename=cn02 state=drain reason="disk"', check=True)
@@ -180,7 +162,7 @@ def test_rolling_upgrade_on_rpm_nodes_keeps_drain_and_job(rcluster, flow):
 
 
 def test_broken_rpm_stops_at_the_canary_and_a_fixed_repository_completes(rcluster, flow):
-    _after(flow, "upgraded")
+    after(flow, "upgraded")
     publish(rcluster, ["1.1.2", "1.1.3"], broken=["1.1.4"])
     code, report, _ = salt_run(rcluster, "crane.upgrade", "version=1.1.4", "batch=1")
     assert code != 0
@@ -196,7 +178,7 @@ def test_broken_rpm_stops_at_the_canary_and_a_fixed_repository_completes(rcluste
 
 
 def test_clean_removes_the_rpms(rcluster, flow):
-    _after(flow, "idempotent")
+    after(flow, "idempotent")
     clean(rcluster)
     for node, package in RPM_NODES.items():
         assert rcluster.sh(node, f"rpm -q {package}").returncode != 0, node
@@ -375,7 +357,7 @@ def test_live_firewalls_without_the_formula_rules_nodes_are_down_and_named(rclus
 
 
 def test_the_formula_opens_exactly_the_role_ports_and_every_node_is_idle(rcluster, flow):
-    _after(flow, "firewalls")
+    after(flow, "firewalls")
     rcluster.write_pillar(*firewall_pillar(rcluster, flow))
     result = formula.apply(rcluster)
     assert formula.failures(result) == {}
@@ -411,7 +393,7 @@ def nodes_network(cluster) -> str:
 
 
 def test_a_bad_source_cidr_fails_naming_the_key_before_anything_changes(rcluster, flow):
-    _after(flow, "opened")
+    after(flow, "opened")
     rcluster.write_pillar(*firewall_pillar(rcluster, flow, firewall_sources=["10.213.0.1/16"]))
     result = formula.apply(rcluster)
     assert set(formula.failures(result)) == set(rcluster.spec.hostnames())
@@ -422,7 +404,7 @@ def test_a_bad_source_cidr_fails_naming_the_key_before_anything_changes(rcluster
 
 
 def test_with_source_cidrs_a_connection_from_outside_is_refused(rcluster, flow):
-    _after(flow, "opened")
+    after(flow, "opened")
     network = nodes_network(rcluster)
     rcluster.write_pillar(*firewall_pillar(rcluster, flow, firewall_sources=[network]))
     dry = formula.apply(rcluster, test=True)
@@ -449,7 +431,7 @@ def test_with_source_cidrs_a_connection_from_outside_is_refused(rcluster, flow):
 
 
 def test_clean_closes_what_the_formula_opened_and_nothing_else(rcluster, flow):
-    _after(flow, "sources")
+    after(flow, "sources")
     rcluster.sh("cn02", "ufw allow 10012/tcp", check=True)  # an admin's own rule
     rcluster.sh("cn01", "firewall-cmd --permanent --add-port=10012/tcp", check=True)
     clean(rcluster)
@@ -466,7 +448,7 @@ def test_clean_closes_what_the_formula_opened_and_nothing_else(rcluster, flow):
 
 
 def test_reapply_after_clean_opens_the_ports_again(rcluster, flow):
-    _after(flow, "closed")
+    after(flow, "closed")
     result = formula.apply(rcluster)
     assert formula.failures(result) == {}
     formula.wait_for("every node idle", lambda: formula.all_idle(rcluster, COMPUTE))

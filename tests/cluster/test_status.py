@@ -8,8 +8,7 @@ import crane_engine
 import pytest
 
 from . import pillar
-from .conftest import require_cluster_environment
-from .harness import Cluster
+from .conftest import booted
 from .spec import ClusterSpec, NodeSpec, env_spec
 from .test_upgrade import salt_run
 
@@ -36,20 +35,13 @@ def status_pillar(spec: ClusterSpec):
 
 @pytest.fixture(scope="module")
 def scluster():
-    require_cluster_environment()
     spec = status_spec()
-    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
-    cluster.start()
-    try:
-        cluster.write_pillar(*status_pillar(spec))
+    with booted(spec, status_pillar(spec)) as cluster:
         proc = cluster.salt_cli("--timeout=600", "*", "state.apply", "crane")
         assert proc.returncode == 0, proc.stdout[-4000:]
         code, _, err = salt_run(cluster, "saltutil.sync_all")  # runners and utils on the master
         assert code == 0, err
         yield cluster
-    finally:
-        left = cluster.stop()
-        assert not left, f"teardown left behind: {left}"
 
 
 def test_status_prints_the_table(scluster):
