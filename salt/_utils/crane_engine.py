@@ -1239,6 +1239,7 @@ class Failover:
 
     def __init__(self, minions, cluster):
         self.minions, self.cluster = minions, cluster
+        self.allowed = {}
 
     def run(self, to, timeout):
         known, _ = roles(self.minions)
@@ -1254,10 +1255,17 @@ class Failover:
             return {"result": True, "master": old, "comment": f"{old} is already master",
                     "retcode": 0}  # fmt: skip
         self.check_ready(target, view["nodes"][target])
-        before = self.health(target)
-        if not isinstance(before, dict):
-            raise StepError(f"refusing to fail over: cranectld does not answer: {before}")
-        return self.switch(ha, old, target, before.get("down") or [], timeout)
+        try:
+            before = Controller(self.minions, target).nodes()
+        except StepError as exc:
+            raise StepError(f"refusing to fail over: cranectld does not answer: {exc}") from exc
+        self.allowed = {
+            "allow_down": ",".join(n for n, s in before.items() if is_down(s)) or None,
+            "allow_drained": ",".join(n for n, s in before.items() if is_drained(s)) or None,
+        }
+        report = self.switch(ha, old, target, timeout)
+        report["drains"] = self.redrain(target, before)
+        return report
 
     @staticmethod
     def target(ha, old, to):
@@ -1274,15 +1282,30 @@ class Failover:
         if found:
             raise StepError(f"refusing to fail over to {target}: " + "; ".join(found))
 
-    def health(self, via, allow_down=()):
-        """crane.health on ``via`` (cinfo through the VIP name), or why it did not answer."""
-        kwarg = {"allow_drained": True, "allow_down": ",".join(allow_down) or None}
+    def redrain(self, target, before):
+        """Drain again what was drained (cranectld keeps drains in memory only): ``{"restored":
+        {node: reason}, "lost": {node: why}}`` (a node down now cannot be drained)."""
+        drained = {n: s.get("reason") or "" for n, s in before.items() if is_drained(s)}
+        by_reason = {}
+        for node, reason in drained.items():
+            by_reason.setdefault(reason, []).append(node)
+        ctl, lost = Controller(self.minions, target), {}
+        for reason, nodes in sorted(by_reason.items()):
+            try:
+                ctl.drain(sorted(nodes), reason)
+            except StepError as exc:
+                lost.update(dict.fromkeys(nodes, str(exc)))
+        return {"restored": {n: r for n, r in drained.items() if n not in lost}, "lost": lost}
+
+    def health(self, via):
+        """crane.health on ``via`` (cinfo through the VIP name) allowing what was down or
+        drained before, or why it did not answer."""
         try:
-            return self.minions.one(via, "crane.health", kwarg=kwarg, check=False)
+            return self.minions.one(via, "crane.health", kwarg=self.allowed, check=False)
         except StepError as exc:
             return str(exc)
 
-    def switch(self, ha, old, target, down, timeout):
+    def switch(self, ha, old, target, timeout):
         unit = ha.get("keepalived_service") or "keepalived"
         began = self.cluster.now()
         self.cluster.progress(f"stopping cranectld on {old} (its lock frees)")
@@ -1290,7 +1313,7 @@ class Failover:
         self.cluster.progress(f"stopping {unit} on {old}: {target} takes the virtual IP")
         self.minions.one(old, "service.stop", [unit])
         self.minions.one(target, "service.start", [unit])
-        waiting = self.wait(target, down, began + timeout)
+        waiting = self.wait(target, began + timeout)
         if waiting:
             raise StepError(
                 f"after {timeout:.0f} s {target} is not serving every node: {waiting} "
@@ -1311,16 +1334,16 @@ class Failover:
         self.cluster.progress(f"failover done in {seconds} s: {report['comment']}")
         return report
 
-    def wait(self, target, down, deadline):
+    def wait(self, target, deadline):
         """Poll until ``target`` holds the VIP, runs cranectld and cinfo through the VIP
         shows every node up that was up before; returns what is missing (empty: done)."""
         while True:
-            waiting = self.missing(target, down)
+            waiting = self.missing(target)
             if not waiting or self.cluster.now() >= deadline:
                 return waiting
             self.cluster.sleep(POLL)
 
-    def missing(self, target, down):
+    def missing(self, target):
         try:
             state = self.minions.one(target, "crane_ha.status")
         except StepError as exc:
@@ -1329,7 +1352,7 @@ class Failover:
             return f"{target} does not hold the virtual IP"
         if not state.get("cranectld"):
             return f"cranectld is not running on {target}"
-        health = self.health(target, down)
+        health = self.health(target)
         if not isinstance(health, dict):
             return f"cinfo through the VIP: {health}"
         return "" if health.get("healthy") else f"cinfo: {health.get('summary')}"

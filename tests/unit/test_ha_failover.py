@@ -92,6 +92,21 @@ def test_failover_moves_the_role_and_waits_for_every_node(pair):
     assert "failover to=ctl1" in report["comment"]
 
 
+def test_failover_drains_again_what_cranectld_forgot(pair):
+    pair.drained["cn02"] = "disk check"
+    report = crane_engine.failover(pair)
+    assert report["result"] is True, report
+    assert report["drains"] == {"restored": {"cn02": "disk check"}, "lost": {}}
+    assert pair.drained == {"cn02": "disk check"}
+
+
+def test_failover_keeps_a_node_down_before_out_of_the_wait(pair):
+    pair.craned["cn04"] = False
+    report = crane_engine.failover(pair)
+    assert report["result"] is True, report
+    assert pair.calls("crane.health")[-1][3]["allow_down"] == "cn04"
+
+
 def test_failover_back_restarts_the_lower_priority_keepalived(pair):
     assert crane_engine.failover(pair)["result"]
     pair.log.clear()
