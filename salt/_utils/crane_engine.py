@@ -1148,7 +1148,8 @@ def ha_settings(minions, known):
     controls = sorted(m for m, r in known.items() if "control" in r)
     settings, _ = minions.call(controls, "crane.settings")
     for minion in controls:
-        ha = (settings.get(minion) or {}).get("ha") if minion in settings else None
+        found = settings.get(minion)
+        ha = found.get("ha") if isinstance(found, dict) else None
         if crane_ha.enabled(ha):
             return ha
     return None
