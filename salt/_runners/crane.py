@@ -1,9 +1,11 @@
 """
 Master-side view and operations of a CraneSched cluster deployed by the crane formula.
 
-``status`` prints the cluster as the control node's cinfo sees it; ``upgrade`` and ``restart``
-drive a rolling (or all-at-once) upgrade or restart. The engine lives in the ``crane_engine``
-utility; this module gives it the cluster through Salt's LocalClient and the master's event bus.
+``status`` prints the cluster as the control node's cinfo sees it (and, with ``crane:ha``, the
+Keepalived pair), ``health`` gives its verdict; ``upgrade`` and ``restart`` drive a rolling (or
+all-at-once) upgrade or restart; ``failover`` moves the master role of the pair. The engine
+lives in the ``crane_engine`` utility; this module gives it the cluster through Salt's
+LocalClient and the master's event bus.
 """
 
 import contextlib
@@ -91,6 +93,11 @@ def status():
     (``--out=json`` gives the data) and exits non-zero when the cluster is unhealthy (a node
     missing, down or drained), a config differs or a minion does not answer.
 
+    With ``crane:ha`` the control nodes come from the pillar's pair: cinfo runs on the master
+    (through the virtual IP's name), and a CONTROL table shows each node's role, keepalived,
+    cranectld and whether the backup is ready. No master (or two) is a problem; a backup that
+    is missing or not ready is a warning (exit code 0).
+
     CLI Example:
 
     .. code-block:: bash
@@ -104,6 +111,52 @@ def status():
         print(__utils__["crane_engine.status_text"](data), flush=True)
         data = {k: data[k] for k in ("healthy", "problems", "retcode")}
     return _finish(data)
+
+
+def health():
+    """
+    The verdict of ``status`` without the tables: ``healthy``, ``problems`` (exit code 1),
+    ``warnings`` (a backup control node missing or not ready: not an outage) and, with
+    ``crane:ha``, the ``master``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run crane.health
+    """
+    data = __utils__["crane_engine.status"](_SaltCluster())
+    verdict = {k: data[k] for k in ("healthy", "problems", "warnings", "retcode") if k in data}
+    if data.get("ha"):
+        verdict["master"] = data["ha"]["master"]
+    return _finish(verdict)
+
+
+def failover(to=None, timeout=180):
+    """
+    Move the master role of the ``crane:ha`` pair on purpose (maintenance): stop cranectld
+    cleanly on the master (its lock on the shared storage frees), stop keepalived there (the
+    backup takes the virtual IP and its notify_master starts cranectld), then wait until every
+    compute node that was up has registered with the new master (cinfo through the VIP name)
+    and report the seconds that took. Refuses, changing nothing, when the target is not ready
+    (no answer, a stale alive file, cranectld running) or cranectld does not answer now.
+    keepalived starts again on the old master when its priority is the lower one; otherwise it
+    stays stopped (it would take the role back at once) until ``failover to=<old master>`` or
+    ``state.apply crane`` there.
+
+    to
+        The control minion to become master (default: the other one).
+    timeout
+        Seconds to wait for the new master to serve every node (default 180).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run crane.failover
+        salt-run crane.failover to=ctl1
+    """
+    return _finish(__utils__["crane_engine.failover"](_SaltCluster(), to=to, timeout=timeout))
 
 
 def _public(kwargs):

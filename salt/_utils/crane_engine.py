@@ -22,6 +22,7 @@ import time
 
 # Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
 # the tests put it there too.
+import crane_ha
 import crane_hostlist
 import crane_upgrade
 
@@ -395,13 +396,24 @@ def status(cluster):
 
 def _status(minions):
     known, silent = roles(minions)
-    control = control_minion(minions, known)
-    partitions = minions.one(control, "crane.cinfo")
+    ha = ha_settings(minions, known)
+    pair = pair_view(minions, ha) if ha else None
+    control = via_minion(pair) if pair else control_minion(minions, known)
+    try:
+        partitions = minions.one(control, "crane.cinfo")
+    except StepError as exc:
+        if not pair:
+            raise
+        text = f"cranectld does not answer through the virtual IP's name {ha.get('vip_name')}"
+        return {"healthy": False, "problems": [*pair["problems"], f"{text}: {exc}"],
+                "warnings": pair["warnings"], "ha": pair, "retcode": 1}  # fmt: skip
     health = minions.one(control, "crane.health", kwarg={"allow_drained": False}, check=False)
     details = minions.one(control, "crane.show_node", check=False)
     hashes, failed = minions.call(sorted(known), "crane.config_hash")
     expected, differs = crane_upgrade.odd_hashes(hashes, prefer=control)
     no_answer = {**silent, **failed}
+    for name in crane_ha.pair(ha):  # the pair view judges its members
+        no_answer.pop(name, None)
     data = {
         "control": control,
         "rows": [
@@ -426,6 +438,7 @@ def _status(minions):
         },
         "config_hash": {"expected": expected, "differs": differs, "no_answer": sorted(no_answer)},
         "health": health if isinstance(health, dict) else {"healthy": False, "summary": health},
+        "ha": pair,
     }
     return judge_status(data)
 
@@ -437,7 +450,8 @@ def _config_column(node, differs, no_answer):
 
 
 def judge_status(data):
-    problems = []
+    pair = data.get("ha") or {"problems": [], "warnings": []}
+    problems = list(pair["problems"])
     if not data["health"].get("healthy"):
         problems.append(f"cluster unhealthy: {data['health'].get('summary')}")
     if data["config_hash"]["differs"]:
@@ -447,7 +461,8 @@ def judge_status(data):
         )
     if data["config_hash"]["no_answer"]:
         problems.append("no answer from " + ", ".join(data["config_hash"]["no_answer"]))
-    data.update(problems=problems, healthy=not problems, retcode=1 if problems else 0)
+    data.update(problems=problems, warnings=pair["warnings"], healthy=not problems,
+                retcode=1 if problems else 0)  # fmt: skip
     return data
 
 
@@ -474,7 +489,11 @@ def status_text(data):
         _table(nodes, ["NODE", "STATE", "VERSION", "CONFIG"]),
         "",
     ]
+    if data.get("ha"):
+        headers = ["CONTROL", "ROLE", "KEEPALIVED", "CRANECTLD", "READY"]
+        text += [_table(pair_rows(data["ha"]), headers), ""]
     text += data["problems"] or ["healthy; config.yaml identical on every node"]
+    text += [f"warning: {w}" for w in data.get("warnings", [])]
     return "\n".join(text)
 
 
@@ -1119,3 +1138,222 @@ def run(cluster, action, version, options, dry_run=False):
     except ValueError as exc:
         return {"ok": False, "retcode": 1, "Error": str(exc)}
     return Run(cluster, action, version, opts).run(dry_run=dry_run)
+
+
+# --- the Keepalived control pair (crane:ha) --------------------------------------------------
+
+
+def ha_settings(minions, known):
+    """``crane:ha`` as the control minions' pillar gives it (None when HA is off)."""
+    controls = sorted(m for m, r in known.items() if "control" in r)
+    settings, _ = minions.call(controls, "crane.settings")
+    for minion in controls:
+        found = settings.get(minion)
+        ha = found.get("ha") if isinstance(found, dict) else None
+        if crane_ha.enabled(ha):
+            return ha
+    return None
+
+
+def backup_problems(name, state):
+    """Why the control node ``name`` could not take the master role now (empty: ready)."""
+    if not isinstance(state, dict):
+        return [f"{name}: {state}"]
+    found = []
+    if not state.get("keepalived"):
+        found.append(f"{name}: keepalived is not running")
+    if state.get("cranectld") and not state.get("master"):
+        found.append(f"{name}: cranectld runs although {name} is not master")
+    if state.get("alive_file") and not state.get("cranectld"):
+        found.append(
+            f"{name}: its alive file exists while cranectld is stopped (an unclean stop): its "
+            "check fails; delete the file once the node is repaired"
+        )
+    return found
+
+
+def pair_view(minions, ha):
+    """The pair as its members report it: ``{"nodes": {name: crane_ha.status or why not},
+    "master", "backup", "problems", "warnings"}``. No master, or two, is a problem; a backup
+    that is missing or not ready is a warning."""
+    nodes = crane_ha.pair(ha)
+    answers, failed = minions.call(nodes, "crane_ha.status")
+    states = {n: answers.get(n, failed.get(n, "no answer")) for n in nodes}
+    masters = [n for n in nodes if isinstance(states[n], dict) and states[n].get("master")]
+    view = {"nodes": states, "master": masters[0] if len(masters) == 1 else None,
+            "problems": [], "warnings": []}  # fmt: skip
+    if not masters:
+        view["problems"].append(f"no control node holds the virtual IP {ha.get('vip')}")
+    elif len(masters) > 1:
+        view["problems"].append(f"both control nodes hold the virtual IP: {', '.join(masters)}")
+    elif not states[masters[0]].get("cranectld"):
+        view["problems"].append(f"{masters[0]} holds the virtual IP but cranectld is not running")
+    view["backup"] = next((n for n in nodes if n not in masters), None) if masters else None
+    if view["backup"]:
+        found = backup_problems(view["backup"], states[view["backup"]])
+        view["warnings"] += [f"backup not ready: {text}" for text in found]
+    return view
+
+
+def via_minion(view):
+    """The pair member to run cinfo on (through the VIP name): the master, else one that
+    answered."""
+    answered = [n for n, s in view["nodes"].items() if isinstance(s, dict)]
+    if view["master"] in answered:
+        return view["master"]
+    if not answered:
+        raise StepError("no control node of crane:ha answered: " + str(view["nodes"]))
+    return answered[0]
+
+
+def pair_rows(view):
+    rows = []
+    for name, state in view["nodes"].items():
+        if not isinstance(state, dict):
+            rows.append([name, "?", "no answer", "-", "no"])
+            continue
+        role = "master" if name == view["master"] else "backup"
+        ready = "-" if role == "master" else ("no" if backup_problems(name, state) else "yes")
+        rows.append([name, role, _active_text(state.get("keepalived")),
+                     _active_text(state.get("cranectld")), ready])  # fmt: skip
+    return rows
+
+
+def _active_text(flag):
+    return "active" if flag else "inactive"
+
+
+def failover(cluster, to=None, timeout=180):
+    """Move the master role of the pair on purpose: see ``Failover``."""
+    try:
+        return Failover(Minions(cluster), cluster).run(to, float(timeout))
+    except StepError as exc:
+        return {"result": False, "comment": str(exc), "retcode": 1}
+
+
+class Failover:
+    """A planned failover: cranectld stopped cleanly on the master (its lock frees and its
+    alive file goes), keepalived stopped there (the backup takes the virtual IP and its
+    notify_master starts cranectld), then a wait until every compute node that was up has
+    registered with the new master (cinfo through the VIP name). keepalived starts again on
+    the old master only when its priority is lower (it would take the role back at once)."""
+
+    def __init__(self, minions, cluster):
+        self.minions, self.cluster = minions, cluster
+        self.allowed = {}
+
+    def run(self, to, timeout):
+        known, _ = roles(self.minions)
+        ha = ha_settings(self.minions, known)
+        if not ha:
+            raise StepError("crane:ha is not enabled: there is no pair to fail over")
+        view = pair_view(self.minions, ha)
+        if not view["master"]:
+            raise StepError("refusing to fail over: " + "; ".join(view["problems"]))
+        old = view["master"]
+        target = self.target(ha, old, to)
+        if target == old:
+            return {"result": True, "master": old, "comment": f"{old} is already master",
+                    "retcode": 0}  # fmt: skip
+        self.check_ready(target, view["nodes"][target])
+        try:
+            before = Controller(self.minions, target).nodes()
+        except StepError as exc:
+            raise StepError(f"refusing to fail over: cranectld does not answer: {exc}") from exc
+        self.allowed = {
+            "allow_down": ",".join(n for n, s in before.items() if is_down(s)) or None,
+            "allow_drained": ",".join(n for n, s in before.items() if is_drained(s)) or None,
+        }
+        report = self.switch(ha, old, target, timeout)
+        report["drains"] = self.redrain(target, before)
+        return report
+
+    @staticmethod
+    def target(ha, old, to):
+        nodes = crane_ha.pair(ha)
+        if to is not None and str(to) not in nodes:
+            raise StepError(f"to={to}: not one of crane:ha:nodes {nodes}")
+        return str(to) if to is not None else next(n for n in nodes if n != old)
+
+    @staticmethod
+    def check_ready(target, state):
+        found = backup_problems(target, state)
+        # a stopped keepalived is started by the failover itself
+        found = [f for f in found if not f.endswith("keepalived is not running")]
+        if found:
+            raise StepError(f"refusing to fail over to {target}: " + "; ".join(found))
+
+    def redrain(self, target, before):
+        """Drain again what was drained (cranectld keeps drains in memory only): ``{"restored":
+        {node: reason}, "lost": {node: why}}`` (a node down now cannot be drained)."""
+        drained = {n: s.get("reason") or "" for n, s in before.items() if is_drained(s)}
+        by_reason = {}
+        for node, reason in drained.items():
+            by_reason.setdefault(reason, []).append(node)
+        ctl, lost = Controller(self.minions, target), {}
+        for reason, nodes in sorted(by_reason.items()):
+            try:
+                ctl.drain(sorted(nodes), reason)
+            except StepError as exc:
+                lost.update(dict.fromkeys(nodes, str(exc)))
+        return {"restored": {n: r for n, r in drained.items() if n not in lost}, "lost": lost}
+
+    def health(self, via):
+        """crane.health on ``via`` (cinfo through the VIP name) allowing what was down or
+        drained before, or why it did not answer."""
+        try:
+            return self.minions.one(via, "crane.health", kwarg=self.allowed, check=False)
+        except StepError as exc:
+            return str(exc)
+
+    def switch(self, ha, old, target, timeout):
+        unit = ha.get("keepalived_service") or "keepalived"
+        began = self.cluster.now()
+        self.cluster.progress(f"stopping cranectld on {old} (its lock frees)")
+        self.minions.one(old, "service.stop", ["cranectld"])
+        self.cluster.progress(f"stopping {unit} on {old}: {target} takes the virtual IP")
+        self.minions.one(old, "service.stop", [unit])
+        self.minions.one(target, "service.start", [unit])
+        waiting = self.wait(target, began + timeout)
+        if waiting:
+            raise StepError(
+                f"after {timeout:.0f} s {target} is not serving every node: {waiting} "
+                f"({unit} stays stopped on {old})"
+            )
+        seconds = round(self.cluster.now() - began, 1)
+        report = {"result": True, "from": old, "to": target, "seconds": seconds, "retcode": 0}
+        priorities = ha.get("priorities") or {}
+        if priorities.get(old, 0) < priorities.get(target, 0):
+            self.minions.one(old, "service.start", [unit])
+            report["comment"] = f"{target} is master; {old} is its backup again"
+        else:
+            report["comment"] = (
+                f"{target} is master; {unit} stays stopped on {old} (its higher priority would "
+                f"take the role back): salt-run crane.failover to={old} hands it back, and so "
+                f"does state.apply crane on {old}"
+            )
+        self.cluster.progress(f"failover done in {seconds} s: {report['comment']}")
+        return report
+
+    def wait(self, target, deadline):
+        """Poll until ``target`` holds the VIP, runs cranectld and cinfo through the VIP
+        shows every node up that was up before; returns what is missing (empty: done)."""
+        while True:
+            waiting = self.missing(target)
+            if not waiting or self.cluster.now() >= deadline:
+                return waiting
+            self.cluster.sleep(POLL)
+
+    def missing(self, target):
+        try:
+            state = self.minions.one(target, "crane_ha.status")
+        except StepError as exc:
+            return str(exc)
+        if not state.get("master"):
+            return f"{target} does not hold the virtual IP"
+        if not state.get("cranectld"):
+            return f"cranectld is not running on {target}"
+        health = self.health(target)
+        if not isinstance(health, dict):
+            return f"cinfo through the VIP: {health}"
+        return "" if health.get("healthy") else f"cinfo: {health.get('summary')}"

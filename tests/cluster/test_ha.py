@@ -6,7 +6,9 @@ node is idle through the VIP's name; a second apply changes nothing and test=Tru
 nothing. Failover by fault: cranectld killed on the master (its alive file stays, the check
 fails, keepalived moves the VIP, the backup's notify_master starts cranectld on the shared
 DB); a job submitted before is still known, and cinfo answers through the VIP with every node
-up. One ordered flow on one cluster; a failed step skips the rest.
+up. ``salt-run crane.status`` names master and backup, ``crane.failover`` moves the role and
+back with the same checks, ``crane.health`` warns (exit 0) while the backup's keepalived is
+stopped. One ordered flow on one cluster; a failed step skips the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from . import formula, pillar
 from .conftest import require_cluster_environment
 from .harness import Cluster
 from .spec import NodeSpec, env_spec
+from .test_upgrade import salt_run
 
 pytestmark = pytest.mark.cluster
 
@@ -200,6 +203,61 @@ def test_clearing_the_stale_alive_file_hands_the_role_back(hcluster, flow):
     after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
     assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
     flow["handed_back"] = True
+
+
+def jobs(cluster, node):
+    return [job["job_id"] for job in json.loads(cluster.sh(node, "cranesim-job --list",
+                                                           check=True).stdout)]  # fmt: skip
+
+
+def test_status_names_master_and_ready_backup(hcluster, flow):
+    _after(flow, "handed_back")
+    code, _, err = salt_run(hcluster, "saltutil.sync_all")  # runners and utils on the master
+    assert code == 0, err
+    code, data, err = salt_run(hcluster, "crane.status")
+    assert code == 0, (data, err)
+    assert (data["ha"]["master"], data["ha"]["backup"]) == ("ctl1", "ctl2")
+    assert data["warnings"] == [] and data["control"] == "ctl1"
+    code, text, _ = salt_run(hcluster, "crane.status", out_json=False)
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line[:3] == "ctl"}
+    assert rows == {"ctl1": ["master", "active", "active", "-"],
+                    "ctl2": ["backup", "active", "inactive", "yes"]}  # fmt: skip
+    flow["status"] = True
+
+
+def test_failover_runner_moves_the_role_and_health_warns(hcluster, flow):
+    _after(flow, "status")
+    before = jobs(hcluster, "ctl1")
+    began = time.monotonic()
+    code, report, err = salt_run(hcluster, "crane.failover")
+    TIMINGS["failover_runner_total"] = time.monotonic() - began
+    assert code == 0, (report, err)
+    assert (report["from"], report["to"]) == ("ctl1", "ctl2")
+    TIMINGS["failover_runner_reported"] = report["seconds"]
+    assert holds_vip(hcluster, "ctl2") and not holds_vip(hcluster, "ctl1")
+    assert one_cranectld_answering(hcluster, "ctl1") and active(hcluster, "ctl2")
+    assert jobs(hcluster, "ctl2") == before
+    assert not active(hcluster, "ctl1", "keepalived")  # it would take the role back
+    code, verdict, err = salt_run(hcluster, "crane.health")
+    assert code == 0, (verdict, err)
+    assert verdict["healthy"] is True and verdict["master"] == "ctl2"
+    assert verdict["warnings"] == ["backup not ready: ctl1: keepalived is not running"]
+    flow["failover_runner"] = True
+
+
+def test_failover_runner_hands_back(hcluster, flow):
+    _after(flow, "failover_runner")
+    before = jobs(hcluster, "ctl2")
+    code, report, err = salt_run(hcluster, "crane.failover", "to=ctl1")
+    assert code == 0, (report, err)
+    assert (report["from"], report["to"]) == ("ctl2", "ctl1")
+    TIMINGS["failback_runner_reported"] = report["seconds"]
+    assert holds_vip(hcluster, "ctl1") and not holds_vip(hcluster, "ctl2")
+    assert one_cranectld_answering(hcluster, "ctl2") and active(hcluster, "ctl1")
+    assert active(hcluster, "ctl2", "keepalived")  # the lower priority: the backup again
+    assert jobs(hcluster, "ctl1") == before
+    code, verdict, err = salt_run(hcluster, "crane.health")
+    assert code == 0 and verdict["warnings"] == [] and verdict["master"] == "ctl1", verdict
 
 
 def test_failover_when_the_master_node_stops(hcluster, flow):
