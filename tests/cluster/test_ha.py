@@ -19,8 +19,7 @@ import time
 import pytest
 
 from . import formula, pillar
-from .conftest import require_cluster_environment
-from .harness import Cluster
+from .conftest import after, booted
 from .spec import NodeSpec, env_spec
 from .test_upgrade import salt_run
 
@@ -72,27 +71,12 @@ def ha_pillar(spec):
 
 @pytest.fixture(scope="module")
 def hcluster():
-    require_cluster_environment()
     spec = ha_spec()
-    cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
-    cluster.start()
     try:
-        cluster.write_pillar(*ha_pillar(spec))
-        yield cluster
+        with booted(spec, ha_pillar(spec)) as cluster:
+            yield cluster
     finally:
         print(f"[cluster] HA timings: {TIMINGS}")
-        left = cluster.stop()
-        assert not left, f"teardown left behind: {left}"
-
-
-@pytest.fixture(scope="module")
-def flow():
-    return {}
-
-
-def _after(flow, step):
-    if not flow.get(step):
-        pytest.skip(f"needs the step '{step}' to pass first")
 
 
 def holds_vip(cluster, node):
@@ -140,7 +124,7 @@ def test_deploy_master_runs_cranectld_backup_does_not(hcluster, flow):
 
 
 def test_second_apply_and_dry_run_change_nothing(hcluster, flow):
-    _after(flow, "deployed")
+    after(flow, "deployed")
     again = formula.apply(hcluster)
     assert formula.failures(again) == {}
     assert formula.changed(again) == {}
@@ -152,7 +136,7 @@ def test_second_apply_and_dry_run_change_nothing(hcluster, flow):
 
 
 def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):
-    _after(flow, "deployed")
+    after(flow, "deployed")
     submitted = hcluster.sh("ctl1", "cranesim-job --node cn01 --seconds 3600", check=True)
     assert submitted.returncode == 0
     before = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
@@ -171,8 +155,8 @@ def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):
     TIMINGS["fault_to_cinfo_all_up"] = time.monotonic() - began
     assert not active(hcluster, "ctl1")
     assert hcluster.sh("ctl1", "test -e /var/crane/cranectld/cranectld.alive").returncode == 0
-    after = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
-    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    jobs_now = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in jobs_now] == [job["job_id"] for job in before]
     assert not holds_vip(hcluster, "ctl1")  # its stale alive file keeps its check failing
     flow["failed_over"] = True
 
@@ -191,7 +175,7 @@ def one_cranectld_answering(cluster, via):
 
 
 def test_clearing_the_stale_alive_file_hands_the_role_back(hcluster, flow):
-    _after(flow, "failed_over")
+    after(flow, "failed_over")
     before = json.loads(hcluster.sh("ctl2", "cranesim-job --list", check=True).stdout)
     # CraneSched's advice once the crashed node is repaired: delete its alive file. Its
     # check passes again, it preempts with the higher priority, its notify_master waits for
@@ -200,8 +184,8 @@ def test_clearing_the_stale_alive_file_hands_the_role_back(hcluster, flow):
     formula.wait_for("the VIP back on ctl1", lambda: holds_vip(hcluster, "ctl1"), limit=60)
     formula.wait_for("one cranectld", lambda: one_cranectld_answering(hcluster, "ctl2"))
     assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
-    after = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
-    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    jobs_now = json.loads(hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in jobs_now] == [job["job_id"] for job in before]
     flow["handed_back"] = True
 
 
@@ -211,7 +195,7 @@ def jobs(cluster, node):
 
 
 def test_status_names_master_and_ready_backup(hcluster, flow):
-    _after(flow, "handed_back")
+    after(flow, "handed_back")
     code, _, err = salt_run(hcluster, "saltutil.sync_all")  # runners and utils on the master
     assert code == 0, err
     code, data, err = salt_run(hcluster, "crane.status")
@@ -226,7 +210,7 @@ def test_status_names_master_and_ready_backup(hcluster, flow):
 
 
 def test_failover_runner_moves_the_role_and_health_warns(hcluster, flow):
-    _after(flow, "status")
+    after(flow, "status")
     before = jobs(hcluster, "ctl1")
     began = time.monotonic()
     code, report, err = salt_run(hcluster, "crane.failover")
@@ -246,7 +230,7 @@ def test_failover_runner_moves_the_role_and_health_warns(hcluster, flow):
 
 
 def test_failover_runner_hands_back(hcluster, flow):
-    _after(flow, "failover_runner")
+    after(flow, "failover_runner")
     before = jobs(hcluster, "ctl2")
     code, report, err = salt_run(hcluster, "crane.failover", "to=ctl1")
     assert code == 0, (report, err)
@@ -261,7 +245,7 @@ def test_failover_runner_hands_back(hcluster, flow):
 
 
 def test_failover_when_the_master_node_stops(hcluster, flow):
-    _after(flow, "failed_over")
+    after(flow, "failed_over")
     old = master(hcluster)
     other = next(node for node in PAIR if node != old)
     before = json.loads(hcluster.sh(old, "cranesim-job --list", check=True).stdout)
@@ -280,5 +264,5 @@ def test_failover_when_the_master_node_stops(hcluster, flow):
 
     formula.wait_for("every node up through the VIP", cn01_busy_cn02_idle)
     TIMINGS["node_stop_to_cinfo_all_up"] = time.monotonic() - began
-    after = json.loads(hcluster.sh(other, "cranesim-job --list", check=True).stdout)
-    assert [job["job_id"] for job in after] == [job["job_id"] for job in before]
+    jobs_now = json.loads(hcluster.sh(other, "cranesim-job --list", check=True).stdout)
+    assert [job["job_id"] for job in jobs_now] == [job["job_id"] for job in before]
