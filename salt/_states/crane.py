@@ -105,6 +105,21 @@ def _error_line(report):
     return ""
 
 
+_EXIT_LOGGED = re.compile(r"Main process exited|Failed with result|Deactivated successfully")
+
+
+def _with_exit_logged(name, log_file, report, poll, wait=5):
+    """The report once the journal holds the daemon's exit (journald can lag behind a busy
+    node by seconds, and the daemon's reason is the line before it), waiting ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while not report["active"] and not _EXIT_LOGGED.search(report["journal"]):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+        report = __salt__["crane.daemon_report"](name, log_file=log_file)
+    return report
+
+
 def _daemon_failure(report):
     headline = (
         f"{report['unit']} is not running ({report['state']}, exit status "
@@ -175,7 +190,7 @@ def daemon_healthy(name, log_file=None, settle=3, poll=0.5, ready_timeout=0):
         time.sleep(poll)
         report = __salt__["crane.daemon_report"](name, log_file=log_file)
     if not report["active"] or report["main_pid"] != pid:
-        return _ret(name, False, _daemon_failure(report))
+        return _ret(name, False, _daemon_failure(_with_exit_logged(name, log_file, report, poll)))
     if ready_timeout:
         return _wait_until_answering(name, log_file, pid, ready_timeout, poll)
     return _ret(name, True, f"{name} is running (pid {pid})")

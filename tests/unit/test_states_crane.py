@@ -153,12 +153,15 @@ def report(active=True, pid=42, uptime=10.0, **extra):
 
 
 def daemon_states(reports, test=False):
+    """States whose ``crane.daemon_report`` answers ``reports`` in turn, then the last again."""
     sequence = iter(reports)
-    return load(
-        "_states",
-        __salt__={"crane.daemon_report": lambda *a, **k: next(sequence)},
-        __opts__={"test": test},
-    )
+    last = []
+
+    def daemon_report(*args, **kwargs):
+        last[:] = [next(sequence, last[0] if last else None)]
+        return last[0]
+
+    return load("_states", __salt__={"crane.daemon_report": daemon_report}, __opts__={"test": test})
 
 
 def test_daemon_healthy_running_long_enough():
@@ -167,10 +170,30 @@ def test_daemon_healthy_running_long_enough():
 
 
 def test_daemon_healthy_waits_then_sees_the_exit_and_its_reason():
-    died = report(active=False, pid=0, journal="Illegal memory format.", log="craned.log tail")
+    died = report(
+        active=False,
+        pid=0,
+        journal="Illegal memory format.\ncraned.service: Failed with result 'exit-code'.",
+        log="craned.log tail",
+    )
     ret = daemon_states([report(uptime=0.1), died]).daemon_healthy("craned", settle=3, poll=0)
     assert ret["result"] is False
     assert "Illegal memory format." in ret["comment"] and "craned.log tail" in ret["comment"]
+
+
+def test_daemon_healthy_waits_for_the_journal_to_hold_the_exit():
+    lagging = report(active=False, pid=0, log="[W 26-11-30 03:51:04.846] registering again")
+    logged = report(
+        active=False,
+        pid=0,
+        journal="csupervisor /usr/libexec/csupervisor does not exist\n"
+        "craned.service: Main process exited, code=exited, status=1/FAILURE",
+    )
+    ret = daemon_states([report(uptime=0.1), lagging, logged]).daemon_healthy(
+        "craned", settle=3, poll=0
+    )
+    assert ret["result"] is False
+    assert "csupervisor /usr/libexec/csupervisor does not exist" in ret["comment"]
 
 
 def test_daemon_healthy_restarted_process_is_a_failure():
@@ -282,7 +305,8 @@ def test_daemon_healthy_gives_up_after_the_ready_timeout():
 
 def test_daemon_healthy_error_line_before_the_logger_exists():
     journal = (
-        "[2026-11-29 22:57:04.637] [critical] Config file '/etc/crane/config.yaml' not existed"
+        "[2026-11-29 22:57:04.637] [critical] Config file '/etc/crane/config.yaml' not existed\n"
+        "craned.service: Main process exited, code=exited, status=1/FAILURE"
     )
     died = report(active=False, pid=0, journal=journal)
     ret = daemon_states([report(uptime=0.1), died]).daemon_healthy("craned", settle=3, poll=0)
