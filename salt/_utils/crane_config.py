@@ -612,7 +612,8 @@ def _as_port(value):
     return port if port <= 65535 else None
 
 
-def _is_ip_literal(value):
+def is_ip_literal(value):
+    """Whether ``value`` is an IPv4 or IPv6 address literal."""
     try:
         ipaddress.ip_address(str(value))
     except ValueError:
@@ -682,7 +683,7 @@ def _check_ports(config, report):
 
 def _check_listen_addresses(config, report):
     for key in LISTEN_ADDRESS_KEYS:
-        if key in config and not _is_ip_literal(config[key]):
+        if key in config and not is_ip_literal(config[key]):
             report.error(
                 key,
                 f"'{config[key]}' must be an IPv4 or IPv6 literal, not a host name "

@@ -9,6 +9,8 @@ Pure functions: the execution module and the tests call them.
 
 import ipaddress
 
+import crane_config
+
 PRIORITY_RANGE = (1, 254)  # keepalived: 255 is reserved for the address owner
 ROUTER_ID_RANGE = (1, 255)
 ALIVE_FILE_DEFAULT = "cranectld/cranectld.alive"
@@ -79,7 +81,7 @@ def _vrrp_problems(ha, nodes):
             "crane:ha:multicast: true to advertise by multicast on crane:ha:interface"
         )
     for node in nodes if peers else []:
-        if not _is_ip(peers.get(node)):
+        if not crane_config.is_ip_literal(peers.get(node)):
             errors.append(f"crane:ha:unicast_peers:{node}: missing or not an IP address")
     for node in sorted(set(peers) - set(nodes)):
         errors.append(f"crane:ha:unicast_peers:{node}: not one of crane:ha:nodes {nodes}")
@@ -122,14 +124,6 @@ def _int_in(value, bounds):
     return (
         isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
     )
-
-
-def _is_ip(value):
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 def minion_problems(ha, config, host_names):
