@@ -40,7 +40,7 @@ PLUGIN_NEEDS_PACKAGE = (
     "crane:install:method repo or files"
 )
 REDACTED = "<redacted>"
-DRAINS_FILE = "crane-formula-drains.json"  # under CraneBaseDir, on the control node
+DRAINS_FILE = "crane-formula-drains.json"  # where cranectld keeps its state (see _drains_path)
 RESTART_DIR = "/var/lib/crane-formula"  # restart-<unit> markers: a restart is due
 CINFO_UNREACHABLE = 3
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
@@ -838,8 +838,9 @@ def resume(nodes):
 
 
 # --- drains kept across cranectld restarts --------------------------------------------------
-# cranectld keeps drains only in memory: a restart forgets them. The record file lives under
-# CraneBaseDir on the control node, so it survives the restart (and a reboot).
+# cranectld keeps drains only in memory: a restart forgets them. The record file lives where
+# cranectld keeps its state (CraneBaseDir, or Keepalived.CraneSharedBaseDir with a control
+# pair, so that both control nodes see it), so it survives the restart, a reboot and a failover.
 
 
 def _base_dir():
@@ -847,7 +848,7 @@ def _base_dir():
 
 
 def _drains_path():
-    return os.path.join(_base_dir(), DRAINS_FILE)
+    return os.path.join(__utils__["crane_config.ctld_base_dir"](_config()), DRAINS_FILE)
 
 
 def _read_json(path):
@@ -890,7 +891,8 @@ def _current_drains():
 
 def drains_save():
     """
-    Record every drained node (any reason) in ``<CraneBaseDir>/crane-formula-drains.json``
+    Record every drained node (any reason) in ``crane-formula-drains.json`` under CraneBaseDir
+    (``Keepalived.CraneSharedBaseDir`` with a control pair: both control nodes see it)
     before cranectld restarts (it keeps drains only in memory). Merges with what is recorded
     already, so a save after the drains were lost forgets nothing. Returns the whole record,
     ``{node: reason}``. Raises when cranectld does not answer.

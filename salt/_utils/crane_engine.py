@@ -59,6 +59,16 @@ class Fatal(StepError):
     """A failure that ends a wait at once (a daemon that exited)."""
 
 
+class GapFailed(StepError):
+    """What had to happen while no cranectld ran failed; the old master serves again."""
+
+    drains = None
+
+
+class SwitchTimeout(StepError):
+    """The new master did not serve every node in time."""
+
+
 class Cluster:
     """What the engine needs from the cluster and the master. The runner's implementation
     calls Salt; the tests' fake keeps a cluster in memory.
@@ -514,8 +524,9 @@ def running_version(info, installed):
 class Facts:
     """What preflight found; read-only for the steps."""
 
-    def __init__(self, control, minion_of, plan, pillar_version, config_hash):
+    def __init__(self, control, minion_of, plan, pillar_version, config_hash, *, ha=None):
         self.control = control
+        self.ha = ha  # crane:ha when the control nodes are a Keepalived pair
         self.config_hash = config_hash
         self.minion_of = minion_of  # node (host name) -> minion id
         self.plan = plan
@@ -544,7 +555,9 @@ class Run:
     # -- preflight
     def preflight(self, dry_run):
         known, silent = roles(self.minions)
-        control = control_minion(self.minions, known)
+        ha = ha_settings(self.minions, known)
+        pair = self._pair(ha) if ha else None
+        control = pair["master"] if pair else control_minion(self.minions, known)
         ctl = Controller(self.minions, control)
         hosts, _ = self.minions.call(sorted(known), "grains.get", ["host"])
         minion_of = {host: minion for minion, host in hosts.items() if host}
@@ -554,7 +567,8 @@ class Run:
         compute = self._compute_nodes(ctl, allow_down)
         login = [minion_of.get(h, h) for h in settings.get("login_nodes") or []]
         down_ok = {minion_of.get(n, n) for n, i in compute.items() if i["down"]}
-        involved = sorted({control, *login, *(minion_of.get(n, n) for n in compute)})
+        involved = sorted({control, *crane_ha.pair(ha), *login,
+                           *(minion_of.get(n, n) for n in compute)})  # fmt: skip
         live = self._check_answers(involved, down_ok, silent, dry_run)
         config_hash = self._check_hashes(live, control)
         names = self._package_names(live)
@@ -579,7 +593,60 @@ class Run:
             allow_down=allow_down,
             done=done,
         )
-        return Facts(control, minion_of, plan, pillar_version, config_hash)
+        if pair:
+            plan["ha"] = self._pair_plan(pair, versions, done)
+            plan["control"]["todo"] = any(plan["ha"]["todo"].values())
+            if pair["preempts"] and plan["ha"]["todo"][pair["master"]]:
+                raise StepError(
+                    f"{pair['backup']}'s keepalived is stopped and its priority is higher than "
+                    f"{pair['master']}'s: applying the formula there would take the master role "
+                    "before cranectld's DB is backed up. Hand the role back first: salt-run "
+                    f"crane.failover to={pair['backup']}"
+                )
+        return Facts(control, minion_of, plan, pillar_version, config_hash, ha=ha)
+
+    def _pair(self, ha):
+        """The Keepalived pair as it stands: ``{"master", "backup", "priorities"}``; StepError
+        (nothing changed) when it does not serve, its backup cannot take over, or the run
+        could not keep a controller up."""
+        if self.opts["strategy"] != "rolling":
+            raise StepError(
+                f"strategy={self.opts['strategy']} with crane:ha: only the rolling strategy "
+                "(backup first, failover, then the old master) keeps a controller running"
+            )
+        view = pair_view(self.minions, ha)
+        if view["problems"]:
+            raise StepError("crane:ha: " + "; ".join(view["problems"]))
+        backup = view["backup"]
+        found = Failover.unready(backup, view["nodes"][backup])
+        if found:
+            raise StepError(
+                f"the backup control node is not ready to take over: {'; '.join(found)}"
+            )
+        priorities = {n: (ha.get("priorities") or {}).get(n, 0) for n in crane_ha.pair(ha)}
+        return {"master": view["master"], "backup": backup, "priorities": priorities,
+                "preempts": not view["nodes"][backup].get("keepalived")
+                and priorities[backup] > priorities[view["master"]]}  # fmt: skip
+
+    def _pair_plan(self, pair, versions, done):
+        """The pair's part of the plan: the backup first, then (after a failover) the old
+        master; ``todo`` per member, ``handback`` when the old master's higher priority takes
+        the role back once its keepalived runs again."""
+        todo, current = {}, {}
+        for minion in (pair["backup"], pair["master"]):
+            current[minion] = versions.get(minion, {}).get("cranectld")
+            if self.action == "upgrade":
+                todo[minion] = not crane_upgrade.same_release(current[minion], self.version)
+            else:
+                todo[minion] = minion not in done
+        master, backup = pair["master"], pair["backup"]
+        return {
+            "master": master,
+            "backup": backup,
+            "todo": todo,
+            "from": current,
+            "handback": pair["priorities"][master] > pair["priorities"][backup],
+        }
 
     def _compute_nodes(self, ctl, allow_down):
         """{node: {version, down, reason}}; StepError when the cluster is not healthy. A node
@@ -788,15 +855,80 @@ class Run:
             self._restore_drains(ctl)
             self.end_step()
 
-    def _backup(self, ctl):
+    # -- the Keepalived pair (crane:ha)
+    def pair_steps(self, facts):
+        """The backup first (package and config; keepalived keeps its cranectld stopped),
+        then a failover to it with cranectld's DB backed up in the gap, then the old master.
+        Returns the master at the end (cinfo goes there)."""
+        plan = facts.plan["ha"]
+        master, backup = plan["master"], plan["backup"]
+        mover = Failover(self.minions, self.cluster)
+        if plan["todo"][backup]:
+            master = self.pair_member(facts, mover, backup, "backup")
+        if plan["todo"][plan["master"]]:
+            if master == plan["master"]:
+                self.failover_step(facts, mover, plan["master"], backup)
+            master = self.pair_member(facts, mover, plan["master"], "old master")
+        return master
+
+    def pair_member(self, facts, mover, minion, label):
+        """Apply the formula on one member of the pair, then wait until the pair serves
+        every node again (its keepalived may take the role back) and drain again what
+        cranectld forgot."""
+        self.step(f"control {label} {minion}")
+        try:
+            via = next(n for n in crane_ha.pair(facts.ha) if n != minion)
+            before = mover.nodes_before(via)
+            self.progress(f"{label} control node {minion}: applying the formula")
+            failed = self.apply([minion])
+            if failed:
+                raise StepError(failed[minion])
+            master = mover.settle(facts.ha, before, float(self.opts["register_timeout"]))
+            self.done(facts, [minion])
+            self.progress(f"{label} control node {minion}: done; {master} is master")
+            return master
+        except StepError as exc:
+            self.report["failed"].setdefault(minion, str(exc))
+            raise StepError(f"{label} control node {minion}: {exc}") from exc
+        finally:
+            self.end_step()
+
+    def failover_step(self, facts, mover, old, target):
+        """Move the role to the (done) backup; cranectld's DB is backed up once, from the
+        shared directory, while no cranectld runs. A failover that does not serve in time
+        fails back to ``old``."""
+        self.step("failover")
+        view = pair_view(self.minions, facts.ha)
+        timeout = float(self.opts["register_timeout"])
+        try:
+            if view["master"] != old:
+                raise StepError(f"{old} is no longer master: {'; '.join(view['problems'])}")
+            self.report["failover"] = mover.move(
+                facts.ha, view, target, timeout, in_gap=lambda: self._backup_minion(old)
+            )
+        except SwitchTimeout as exc:
+            self.report["failed"]["failover"] = str(exc)
+            mover.fail_back(facts.ha, old, target, mover.last_before, timeout)
+            self.report["failed"]["failover"] += f"; failed back: {old} is master again"
+            raise StepError(f"failover to {target}: {exc}; {old} is master again") from exc
+        except StepError as exc:
+            self.report["failed"]["failover"] = str(exc)
+            raise StepError(f"failover to {target}: {exc}") from exc
+        finally:
+            self.end_step()
+
+    def _backup_minion(self, minion):
         try:
             backup = self.minions.one(
-                ctl.minion, "crane.backup_db", kwarg={"keep": int(self.opts["keep_backups"])}
+                minion, "crane.backup_db", kwarg={"keep": int(self.opts["keep_backups"])}
             )
         except StepError as exc:
             raise StepError(f"backup of cranectld's DB failed: {exc}") from exc
-        self.report["backup"] = backup
-        self.progress(f"{ctl.minion}: cranectld's DB backed up to {backup.get('backup')}")
+        self.report["backup"] = {**backup, "minion": minion} if isinstance(backup, dict) else backup
+        self.progress(f"{minion}: cranectld's DB backed up to {backup.get('backup')}")
+
+    def _backup(self, ctl):
+        self._backup_minion(ctl.minion)
 
     def _wait_cranectld(self, ctl):
         """Until cranectld answers (it may take seconds: it connects to its database first);
@@ -1048,7 +1180,9 @@ class Run:
     # -- strategies
     def rolling(self, facts, ctl):
         self.report["not_reached"] = [n for batch in facts.plan["batches"] for n in batch]
-        if facts.plan["control"]["todo"]:
+        if facts.plan["control"]["todo"] and facts.ha:
+            ctl = Controller(self.minions, self.pair_steps(facts))
+        elif facts.plan["control"]["todo"]:
             self.control_step(facts, ctl, self.serving(facts, ctl))
         self.login_step(facts)
         batches = facts.plan["batches"]
@@ -1241,6 +1375,7 @@ class Failover:
     def __init__(self, minions, cluster):
         self.minions, self.cluster = minions, cluster
         self.allowed = {}
+        self.last_before = {}
 
     def run(self, to, timeout):
         known, _ = roles(self.minions)
@@ -1255,18 +1390,36 @@ class Failover:
         if target == old:
             return {"result": True, "master": old, "comment": f"{old} is already master",
                     "retcode": 0}  # fmt: skip
+        return self.move(ha, view, target, timeout)
+
+    def move(self, ha, view, target, timeout, in_gap=None):
+        """Fail over from ``view``'s master to ``target``; ``in_gap`` (optional) runs while
+        no cranectld runs (the master's stopped, the VIP not moved yet): when it raises, the
+        master's cranectld starts again and nothing moves (``GapFailed``)."""
+        old = view["master"]
         self.check_ready(target, view["nodes"][target])
+        before = self.nodes_before(target)
         try:
-            before = Controller(self.minions, target).nodes()
+            report = self.switch(ha, old, target, timeout, in_gap)
+        except GapFailed as exc:
+            exc.drains = self.redrain(old, before)
+            raise
+        report["drains"] = self.redrain(target, before)
+        return report
+
+    def nodes_before(self, via):
+        """Every node's state now (cinfo through the VIP name), and what may stay down or
+        drained in the waits that follow."""
+        try:
+            before = Controller(self.minions, via).nodes()
         except StepError as exc:
             raise StepError(f"refusing to fail over: cranectld does not answer: {exc}") from exc
+        self.last_before = before
         self.allowed = {
             "allow_down": ",".join(n for n, s in before.items() if is_down(s)) or None,
             "allow_drained": ",".join(n for n, s in before.items() if is_drained(s)) or None,
         }
-        report = self.switch(ha, old, target, timeout)
-        report["drains"] = self.redrain(target, before)
-        return report
+        return before
 
     @staticmethod
     def target(ha, old, to):
@@ -1276,10 +1429,15 @@ class Failover:
         return str(to) if to is not None else next(n for n in nodes if n != old)
 
     @staticmethod
-    def check_ready(target, state):
+    def unready(target, state):
+        """Why ``target`` cannot take over (a stopped keepalived is started by the failover
+        itself)."""
         found = backup_problems(target, state)
-        # a stopped keepalived is started by the failover itself
-        found = [f for f in found if not f.endswith("keepalived is not running")]
+        return [f for f in found if not f.endswith("keepalived is not running")]
+
+    @classmethod
+    def check_ready(cls, target, state):
+        found = cls.unready(target, state)
         if found:
             raise StepError(f"refusing to fail over to {target}: " + "; ".join(found))
 
@@ -1306,17 +1464,19 @@ class Failover:
         except StepError as exc:
             return str(exc)
 
-    def switch(self, ha, old, target, timeout):
+    def switch(self, ha, old, target, timeout, in_gap=None):
         unit = ha.get("keepalived_service") or "keepalived"
         began = self.cluster.now()
         self.cluster.progress(f"stopping cranectld on {old} (its lock frees)")
         self.minions.one(old, "service.stop", ["cranectld"])
+        if in_gap:
+            self.gap(old, in_gap, began + timeout)
         self.cluster.progress(f"stopping {unit} on {old}: {target} takes the virtual IP")
         self.minions.one(old, "service.stop", [unit])
         self.minions.one(target, "service.start", [unit])
         waiting = self.wait(target, began + timeout)
         if waiting:
-            raise StepError(
+            raise SwitchTimeout(
                 f"after {timeout:.0f} s {target} is not serving every node: {waiting} "
                 f"({unit} stays stopped on {old})"
             )
@@ -1334,6 +1494,59 @@ class Failover:
             )
         self.cluster.progress(f"failover done in {seconds} s: {report['comment']}")
         return report
+
+    def gap(self, old, in_gap, deadline):
+        """Run ``in_gap`` while no cranectld runs; on failure start ``old``'s again (it still
+        holds the VIP and its lock is free), wait until it serves, raise ``GapFailed``."""
+        try:
+            in_gap()
+        except StepError as exc:
+            self.minions.one(old, "service.start", ["cranectld"])
+            waiting = self.wait(old, deadline)
+            state = f"not serving every node yet: {waiting}" if waiting else "serving again"
+            raise GapFailed(
+                f"{exc}; no failover: cranectld started again on {old}, {state}"
+            ) from exc
+
+    def fail_back(self, ha, old, target, before, timeout):
+        """After a failover that did not serve in time: cranectld and keepalived stopped on
+        ``target``, keepalived started on ``old`` (alone, it takes the VIP and its
+        notify_master starts cranectld), a wait until it serves, drains restored. keepalived
+        stays stopped on ``target`` until it is repaired."""
+        unit = ha.get("keepalived_service") or "keepalived"
+        self.cluster.progress(f"failing back to {old}: stopping cranectld and {unit} on {target}")
+        self.minions.one(target, "service.stop", ["cranectld"])
+        self.minions.one(target, "service.stop", [unit])
+        self.minions.one(old, "service.start", [unit])
+        waiting = self.wait(old, self.cluster.now() + timeout)
+        if waiting:
+            raise StepError(f"fail back to {old}: not serving after {timeout:.0f} s: {waiting}")
+        return self.redrain(old, before)
+
+    def settle(self, ha, before, timeout):
+        """Wait until one member of the pair holds the VIP, runs cranectld and serves every
+        node that was up ``before`` (after a change on a member that may move the role), and
+        the other runs no cranectld; drain again what was drained. Returns the master."""
+        deadline = self.cluster.now() + timeout
+        while True:
+            view = pair_view(self.minions, ha)
+            master = view["master"]
+            waiting = "; ".join(view["problems"]) or self.missing(master) or self.second(view)
+            if not waiting:
+                break
+            if self.cluster.now() >= deadline:
+                raise StepError(f"after {timeout:.0f} s the pair does not serve: {waiting}")
+            self.cluster.sleep(POLL)
+        self.redrain(master, before)
+        return master
+
+    @staticmethod
+    def second(view):
+        """A cranectld on the backup (two would share the DB), or nothing."""
+        state = view["nodes"].get(view["backup"])
+        if isinstance(state, dict) and state.get("cranectld"):
+            return f"cranectld runs on the backup {view['backup']}"
+        return ""
 
     def wait(self, target, deadline):
         """Poll until ``target`` holds the VIP, runs cranectld and cinfo through the VIP

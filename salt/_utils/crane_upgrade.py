@@ -222,7 +222,10 @@ def render_plan(plan):
     what = f"upgrade to {plan['version']}" if plan["action"] == "upgrade" else "rolling restart"
     lines = [f"Plan: {what} ({plan['strategy']}), drain reason '{plan['reason']}'"]
     control = plan["control"]
-    if control["todo"]:
+    if plan.get("ha"):
+        version = plan["version"] if plan["action"] == "upgrade" else None
+        lines += _pair_lines(plan["ha"], what, version)
+    elif control["todo"]:
         frm = f" (from {control['from']})" if control["from"] else ""
         lines.append(
             f"  1. control {control['minion']}: back up cranectld's DB, {what}{frm}, "
@@ -245,6 +248,36 @@ def render_plan(plan):
     for node, reason in sorted(plan["admin_drained"].items()):
         lines.append(f"  keep drained {node}: '{reason}' (not the formula's drain)")
     return "\n".join(lines)
+
+
+def _pair_lines(pair, what, version):
+    """The Keepalived pair's steps: backup, failover (DB backup in its gap), old master."""
+    master, backup = pair["master"], pair["backup"]
+    lines = [f"  1. control pair (crane:ha): master {master}, backup {backup}"]
+
+    def member(minion, label, note):
+        if not pair["todo"][minion]:
+            why = f"already at {version}" if version else "done"
+            return f"     {label} {minion}: skipped ({why})"
+        frm = f" (from {pair['from'][minion]})" if pair["from"].get(minion) else ""
+        return f"     {label} {minion}: {what}{frm}; {note}"
+
+    lines.append(member(backup, "a. backup", "keepalived keeps its cranectld stopped"))
+    if pair["todo"][master]:
+        lines.append(
+            f"     b. failover {master} -> {backup}: cranectld stopped on {master}, its DB "
+            "backed up from the shared directory while no cranectld runs, the VIP moves, wait "
+            f"until every node registered with {backup} (the only time no cranectld answers)"
+        )
+        back = (
+            "its higher priority takes the role back (a second failover gap), wait for it"
+            if pair["handback"]
+            else f"it stays backup of {backup}"
+        )
+        lines.append(member(master, "c. old master", back))
+    else:
+        lines.append(f"     b. no failover: {master} stays master")
+    return lines
 
 
 # --- summary ---------------------------------------------------------------------------------

@@ -63,6 +63,9 @@ class FakeCluster(crane_engine.Cluster):
             hook = self.hooks.get((fun, minion))
             if hook:
                 hook()
+            if minion in self.dead:  # the hook stopped this minion: no return
+                out[minion] = self.dead[minion]
+                continue
             try:
                 out[minion] = {"ret": self.answer(minion, fun, list(arg), kwarg or {}),
                                "retcode": 0}  # fmt: skip

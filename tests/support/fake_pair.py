@@ -8,7 +8,7 @@ cranectld (notify_backup), and a keepalived that stops runs no script. cinfo ans
 the VIP's holder runs cranectld; compute nodes register again after every cranectld start.
 """
 
-from tests.support.fake_cluster import FakeCluster
+from tests.support.fake_cluster import Failed, FakeCluster
 
 PAIR = ("ctl1", "ctl2")
 WEIGHT = 20
@@ -23,6 +23,8 @@ class FakePair(FakeCluster):
             self.installed[name] = "1.1.2"
             self.hashes[name] = "h1"
         self.priorities = {"ctl1": 100, "ctl2": 90}
+        self.ctld_broken = set()  # members whose cranectld exits at once (a bad new version)
+        self.backups = []  # (minion, whether any cranectld ran) per crane.backup_db
         self.members = {n: {"keepalived": True, "cranectld": False, "alive": False, "vip": False}
                         for n in PAIR}  # fmt: skip
         self.elect()
@@ -47,6 +49,8 @@ class FakePair(FakeCluster):
         self.sync()
 
     def ctld_start(self, name):
+        if name in self.ctld_broken:
+            return
         self.members[name].update(cranectld=True, alive=True)
         self.start_ctld()
 
@@ -104,3 +108,34 @@ class FakePair(FakeCluster):
         """cranectld dies: its alive file stays, its check fails."""
         self.members[name]["cranectld"] = False
         self.elect()
+
+    def _crane_backup_db(self, minion, keep=5):
+        if minion not in PAIR:
+            return super()._crane_backup_db(minion, keep)
+        if self.members[minion]["cranectld"]:
+            raise Failed("CommandExecutionError: cranectld is running: stop it before backing up")
+        self.backups.append((minion, any(m["cranectld"] for m in self.members.values())))
+        done = super()._crane_backup_db(minion, keep)
+        return {**done, "source": "/shared/crane/cranectld/embedded.db"}
+
+    def _state_apply(self, minion, sls, pillar=None):
+        """The formula on a pair member: package and config, keepalived running (it may take
+        the role: preemption), cranectld restarted on the master when its package changed,
+        started there (notify_master's script) when it does not run, never on the backup."""
+        if minion not in PAIR:
+            return super()._state_apply(minion, sls, pillar)
+        version = (pillar or {}).get("crane", {}).get("version") or self.pillar_version
+        if version not in self.repo:
+            return {"pkg_|-crane-package_|-x_|-installed": {
+                "__id__": "crane-package-installed", "result": False,
+                "comment": f"Version {version} not found"}}  # fmt: skip
+        changed = self.installed[minion] != version
+        self.installed[minion] = version
+        self.members[minion]["keepalived"] = True
+        self.elect()
+        member = self.members[minion]
+        if member["vip"] and (changed or not member["cranectld"]):
+            self.ctld_stop(minion)
+            self.ctld_start(minion)
+            self.sync()
+        return {"crane_ha_|-a_|-cranectld_|-cranectld_role": {"__id__": "a", "result": True}}
