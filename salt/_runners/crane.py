@@ -3,7 +3,8 @@ Master-side view and operations of a CraneSched cluster deployed by the crane fo
 
 ``status`` prints the cluster as the control node's cinfo sees it (and, with ``crane:ha``, the
 Keepalived pair), ``health`` gives its verdict; ``upgrade`` and ``restart`` drive a rolling (or
-all-at-once) upgrade or restart; ``failover`` moves the master role of the pair. The engine
+all-at-once) upgrade or restart (with ``crane:ha``: backup, failover, old master); ``failover``
+moves the master role of the pair. The engine
 lives in the ``crane_engine`` utility; this module gives it the cluster through Salt's
 LocalClient and the master's event bus.
 """
@@ -174,6 +175,15 @@ def upgrade(version, batch=1, dry_run=False, **kwargs):
     restored and the failed nodes named; a re-run skips nodes already at ``version``. One run
     at a time (a second one refuses while the first runs).
 
+    With ``crane:ha`` the control step follows the Keepalived pair: preflight asks both control
+    minions (the backup must be able to take over), the backup is upgraded first (keepalived
+    keeps its cranectld stopped), then a failover to it (cranectld stopped cleanly on the
+    master, its DB backed up once from the shared directory while no cranectld runs, the VIP
+    moves, every node registers with the new master), then the old master, whose keepalived
+    takes the role back when its priority is the higher one. A failover that does not serve
+    within ``register_timeout`` fails back to the old master. ``strategy=all-at-once`` is
+    refused with a pair.
+
     version
         Target version (the packages' version, as ``crane:version``).
     batch
@@ -219,7 +229,8 @@ def restart(batch=1, dry_run=False, **kwargs):
     formula, wait until registered again, resume) without changing packages. Refuses when the
     pillar's ``crane:version`` differs from what runs (applying the formula would change
     packages). A re-run after a failure skips what the failed run did (recorded on the master
-    with the config hash: a config change since starts over).
+    with the config hash: a config change since starts over). With ``crane:ha``: the backup,
+    a failover, the old master, as for ``upgrade``.
 
     CLI Example:
 

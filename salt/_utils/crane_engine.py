@@ -62,8 +62,6 @@ class Fatal(StepError):
 class GapFailed(StepError):
     """What had to happen while no cranectld ran failed; the old master serves again."""
 
-    drains = None
-
 
 class SwitchTimeout(StepError):
     """The new master did not serve every node in time."""
@@ -631,12 +629,20 @@ class Run:
     def _pair_plan(self, pair, versions, done):
         """The pair's part of the plan: the backup first, then (after a failover) the old
         master; ``todo`` per member, ``handback`` when the old master's higher priority takes
-        the role back once its keepalived runs again."""
+        the role back once its keepalived runs again. For an upgrade a member is done when its
+        package is at the target and so is its ``crane:version`` grain, which the formula sets
+        only once the whole package step passed (a run cut short after the package landed is
+        not done)."""
+        members = (pair["backup"], pair["master"])
+        grains, _ = self.minions.call(members, "grains.get", ["crane:version"])
         todo, current = {}, {}
-        for minion in (pair["backup"], pair["master"]):
+        for minion in members:
             current[minion] = versions.get(minion, {}).get("cranectld")
             if self.action == "upgrade":
-                todo[minion] = not crane_upgrade.same_release(current[minion], self.version)
+                todo[minion] = not all(
+                    crane_upgrade.same_release(v, self.version)
+                    for v in (current[minion], grains.get(minion))
+                )
             else:
                 todo[minion] = minion not in done
         master, backup = pair["master"], pair["backup"]
@@ -1401,8 +1407,8 @@ class Failover:
         before = self.nodes_before(target)
         try:
             report = self.switch(ha, old, target, timeout, in_gap)
-        except GapFailed as exc:
-            exc.drains = self.redrain(old, before)
+        except GapFailed:
+            self.redrain(old, before)
             raise
         report["drains"] = self.redrain(target, before)
         return report

@@ -14,6 +14,8 @@ stopped. One ordered flow on one cluster; a failed step skips the rest.
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 
 import pytest
@@ -133,6 +135,155 @@ def test_second_apply_and_dry_run_change_nothing(hcluster, flow):
     assert formula.results(dry) <= {True}
     assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
     flow["idempotent"] = True
+
+
+def test_bad_ha_pillar_fails_validation_with_nothing_changed(hcluster, flow):
+    """The shared dir missing, ControlMachine not the VIP name and equal priorities, in one
+    pillar: validation names each key on both control nodes, and nothing changes."""
+    after(flow, "deployed")
+    sls, top = ha_pillar(hcluster.spec)
+    crane = sls["crane.cluster"]["crane"]
+    crane["config"].pop("Keepalived")
+    crane["config"]["ControlMachine"] = "ctl1"
+    crane["ha"]["priorities"] = {"ctl1": 100, "ctl2": 100}
+    hcluster.write_pillar(sls, top)
+    try:
+        result = formula.apply(hcluster, "ctl1,ctl2", tgt_type="list")
+    finally:
+        hcluster.write_pillar(*ha_pillar(hcluster.spec))
+    assert formula.changed(result) == {}
+    for node in PAIR:
+        text = "\n".join(formula.failures(result)[node].values())
+        assert "Keepalived.CraneSharedBaseDir: required with crane:ha" in text
+        assert "ControlMachine: 'ctl1' is not the virtual IP's name" in text
+        assert "crane:ha:priorities: both control nodes have priority 100" in text
+    assert active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+
+
+# compute nodes have no frontend package: the simulator's cinfo from craned's private library
+CINFO_ON_COMPUTE = (
+    'python3 -IB -c \'import sys; sys.path.insert(0, "/usr/lib/cranesim/craned"); '
+    'from cranesim.__main__ import run; sys.exit(run("cinfo", ["-N"]))\''
+)
+
+
+class CinfoPoller(threading.Thread):
+    """``cinfo`` through the VIP name from the compute nodes, over and over: ``(time,
+    answered)`` samples (epoch seconds, the runner's clock). A sample asks cn01, then cn02:
+    while a node's craned package is replaced its copy of cinfo may be missing for a moment,
+    and cranectld has answered if either node got an answer."""
+
+    def __init__(self, cluster):
+        super().__init__(daemon=True)
+        self.cluster, self.samples, self.stopping = cluster, [], threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            began = time.time()
+            answered = any(self.ask(node) for node in COMPUTE)
+            self.samples.append((began, answered))
+            self.stopping.wait(0.5)
+
+    def ask(self, node):
+        try:
+            return self.cluster.sh(node, CINFO_ON_COMPUTE, timeout=20).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def gaps(self):
+        """``[(first failed sample, first answer after it)]``."""
+        found, start = [], None
+        for when, answered in self.samples:
+            if not answered and start is None:
+                start = when
+            elif answered and start is not None:
+                found.append((start, when))
+                start = None
+        return found + ([(start, None)] if start is not None else [])
+
+
+def installed(cluster, node):
+    pkg = "cranesched-cranectld" if node in PAIR else "cranesched-craned"
+    return cluster.sh(node, f"dpkg-query -W -f '${{Version}}' {pkg}").stdout.strip()
+
+
+def test_backup_minion_lost_mid_upgrade_stops_with_the_master_serving(hcluster, flow):
+    """The backup's salt-minion stops while its packages are being installed (an apt hook stops
+    it as dpkg starts): the run names ctl2 and stops before the failover, with ctl1 still
+    serving on 1.1.2, no cranectld on ctl2 and no compute node touched."""
+    after(flow, "deployed")
+    code, _, err = salt_run(hcluster, "saltutil.sync_all")  # runners and utils on the master
+    assert code == 0, err
+    hook = "/etc/apt/apt.conf.d/99-test-minion-lost"
+    hcluster.sh(
+        "ctl2",
+        f"echo 'DPkg::Pre-Invoke {{\"systemctl --no-block stop salt-minion\";}};' > {hook}",
+        check=True,
+    )
+    try:
+        code, report, err = salt_run(hcluster, "crane.upgrade", "version=1.1.3", "batch=1")
+    finally:
+        hcluster.sh("ctl2", f"rm -f {hook}; systemctl start salt-minion", check=True)
+    assert code != 0, report
+    assert report["Error"].startswith("backup control node ctl2: state.apply crane: no answer")
+    assert report["not_reached"] == list(COMPUTE) and "failover" not in report["failed"]
+    assert master(hcluster) == "ctl1" and active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    assert all_idle_via(hcluster, "ctl1")
+    untouched = ("ctl1", *COMPUTE)  # ctl2's package may have landed before its minion went
+    assert {node: installed(hcluster, node) for node in untouched} == dict.fromkeys(
+        untouched, "1.1.2"
+    )
+    formula.wait_for(
+        "ctl2's minion", lambda: hcluster.salt("ctl2", "test.ping").get("ctl2") is True
+    )
+    flow["ha_upgrade_failed"] = True
+
+
+def test_rolling_upgrade_of_the_pair_keeps_a_controller(hcluster, flow):
+    """The re-run after the failure above completes."""
+    after(flow, "ha_upgrade_failed")
+    code, _, err = salt_run(hcluster, "saltutil.sync_all")  # runners and utils on the master
+    assert code == 0, err
+    hcluster.sh("ctl1", "cranesim-job --node cn02 --seconds 1", check=True)
+    formula.wait_for("the job done", lambda: all(
+        job["status"] == "Completed" for job in json.loads(
+            hcluster.sh("ctl1", "cranesim-job --list", check=True).stdout)))  # fmt: skip
+    before = jobs(hcluster, "ctl1")
+    poller = CinfoPoller(hcluster)
+    poller.start()
+    began = time.monotonic()
+    try:
+        code, report, err = salt_run(hcluster, "crane.upgrade", "version=1.1.3", "batch=1")
+    finally:
+        TIMINGS["ha_upgrade_wall"] = time.monotonic() - began
+        poller.stopping.set()
+        poller.join()
+    assert code == 0, (report, err)
+    gaps = poller.gaps()
+    TIMINGS["ha_upgrade_cinfo_gaps"] = [round(end - start, 1) for start, end in gaps if end]
+    print(f"[cluster] HA upgrade: cinfo gaps {TIMINGS['ha_upgrade_cinfo_gaps']}")
+    assert gaps and all(end is not None for _, end in gaps)  # cinfo answered again after each
+    moving = ("failover", "control old master")  # the steps that move the master role
+    switches = [(s["start"], s["end"]) for s in report["steps"] if s["step"].startswith(moving)]
+    assert len(gaps) <= len(switches) == 2  # the failover, then the old master's handback
+    for start, _ in gaps:  # every gap begins inside a step that moves the master role
+        assert any(s <= start <= e for s, e in switches), (gaps, report["steps"])
+    assert {node: installed(hcluster, node) for node in (*PAIR, *COMPUTE)} == dict.fromkeys(
+        (*PAIR, *COMPUTE), "1.1.3"
+    )
+    assert master(hcluster) == "ctl1" and active(hcluster, "ctl1") and not active(hcluster, "ctl2")
+    assert active(hcluster, "ctl2", "keepalived")  # a ready backup again
+    assert report["backup"]["minion"] == "ctl1"
+    assert report["backup"]["source"].startswith(SHARED[1] + "/")
+    formula.wait_for("every node idle via the VIP", lambda: all_idle_via(hcluster, "ctl2"))
+    assert set(before) <= set(jobs(hcluster, "ctl1"))
+    sls, top = ha_pillar(hcluster.spec)
+    sls["crane.cluster"]["crane"]["version"] = "1.1.3"
+    hcluster.write_pillar(sls, top)
+    again = formula.apply(hcluster)
+    assert formula.failures(again) == {}
+    assert formula.changed(again) == {}
+    flow["ha_upgraded"] = True
 
 
 def test_failover_when_cranectld_dies_on_the_master(hcluster, flow):

@@ -25,6 +25,7 @@ class FakePair(FakeCluster):
         self.priorities = {"ctl1": 100, "ctl2": 90}
         self.ctld_broken = set()  # members whose cranectld exits at once (a bad new version)
         self.backups = []  # (minion, whether any cranectld ran) per crane.backup_db
+        self.grain_versions = dict.fromkeys(PAIR, "1.1.2")  # crane:version, set by the formula
         self.members = {n: {"keepalived": True, "cranectld": False, "alive": False, "vip": False}
                         for n in PAIR}  # fmt: skip
         self.elect()
@@ -109,6 +110,11 @@ class FakePair(FakeCluster):
         self.members[name]["cranectld"] = False
         self.elect()
 
+    def _grains_get(self, minion, key):
+        if key == "crane:version":
+            return self.grain_versions.get(minion, "")
+        return super()._grains_get(minion, key)
+
     def _crane_backup_db(self, minion, keep=5):
         if minion not in PAIR:
             return super()._crane_backup_db(minion, keep)
@@ -130,7 +136,7 @@ class FakePair(FakeCluster):
                 "__id__": "crane-package-installed", "result": False,
                 "comment": f"Version {version} not found"}}  # fmt: skip
         changed = self.installed[minion] != version
-        self.installed[minion] = version
+        self.installed[minion] = self.grain_versions[minion] = version
         self.members[minion]["keepalived"] = True
         self.elect()
         member = self.members[minion]

@@ -114,6 +114,18 @@ def test_the_backups_minion_gone_mid_upgrade_stops_with_the_master_serving(pair)
     assert set(pair.installed.values()) == {"1.1.3"} and serves(pair, "ctl1")
 
 
+def test_a_backup_whose_apply_was_cut_short_after_its_package_is_applied_again(pair):
+    pair.installed["ctl2"] = "1.1.3"  # the package landed, the minion went before the grain
+    report = upgrade(pair)
+    assert report["retcode"] == 0, report["summary"]
+    assert report["plan"]["ha"]["todo"] == {"ctl2": True, "ctl1": True}
+    assert pair.calls("state.apply", "ctl2") and pair.grain_versions["ctl2"] == "1.1.3"
+    pair.log.clear()
+    report = upgrade(pair)  # both done now: no pair step, no failover
+    assert report["plan"]["ha"]["todo"] == {"ctl2": False, "ctl1": False}
+    assert pair_calls(pair) == []
+
+
 def test_a_failed_db_backup_starts_the_masters_cranectld_again_without_failover(pair):
     pair.drained["cn02"] = "disk replacement"
     pair.backup_fails = True
