@@ -8,7 +8,11 @@ fails, keepalived moves the VIP, the backup's notify_master starts cranectld on 
 DB); a job submitted before is still known, and cinfo answers through the VIP with every node
 up. ``salt-run crane.status`` names master and backup, ``crane.failover`` moves the role and
 back with the same checks, ``crane.health`` warns (exit 0) while the backup's keepalived is
-stopped. One ordered flow on one cluster; a failed step skips the rest.
+stopped. Before the failovers: a bad HA pillar stops both control nodes at validation; a rolling
+upgrade whose backup minion is lost mid-upgrade stops with the master serving, and its re-run
+upgrades 1.1.2 -> 1.1.3 (backup, failover, old master, compute nodes) while a thread polls cinfo
+through the VIP and records the gaps. One ordered flow on one cluster; a failed step skips the
+steps that need it.
 """
 
 from __future__ import annotations
