@@ -27,7 +27,7 @@ def __virtual__():
 
 
 def _ret(name, result=True, comment="", changes=None):
-    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+    return __utils__["crane_state.ret"](name, result, comment, changes)
 
 
 def _bullets(lines):
