@@ -156,6 +156,9 @@ def log_profile(top=12):
         else:
             ours.update({(minion, key): statistics.median(ms) for key, ms in per_state.items()})
     own = sorted(((ms, k) for k, ms in ours.items() if k[1] not in plain_keys), reverse=True)
+    for minion in sorted({m for _, (m, _) in own}):
+        mine = [ms for ms, (m, _) in own if m == minion]
+        log(f"profile: crane on {minion}: its own {len(mine)} states sum to {sum(mine):.0f} ms")
     for ms, (minion, key) in own[:top]:
         log(f"profile: {ms:7.0f} ms {minion} {key}")
 
