@@ -1,7 +1,7 @@
 """Converge rows: ``state.apply crane`` on a booted test cluster, against a plain SLS.
 
 The cluster (control node, three compute nodes, one with fake GPUs, a login node) boots on a
-bridge and subnet of its own. Figures:
+bridge and subnet of its own (``CRANE_FORMULA_BENCH_NET=name:subnet`` moves them). Figures:
 
 * bare nodes to every compute node idle in cinfo with ``salt '*' state.apply crane``; compared
   with the same nodes rebooted bare (their overlays are discarded) and converged by a plain
@@ -30,11 +30,12 @@ import yaml
 from bench.registry import benchmark
 from bench.table import Row
 from tests.cluster import demo, harness
-from tests.cluster.spec import isolated_spec
+from tests.cluster.spec import env_spec
 
 SECTION = "converge"
-CLUSTER_NAME = "cfbench"
-SUBNET = "10.213.30.0/24"
+# Own bridge and subnet; CRANE_FORMULA_BENCH_NET=name:subnet moves them (as for the tests).
+NET_ENV = "CRANE_FORMULA_BENCH_NET"
+NET_DEFAULT = "cfbench:10.213.30.0/24"
 PLAIN_SLS = "bench_plain"
 # Salt's own state modules the formula uses; everything else in its lowstate is its logic.
 PLAIN_MODULES = {"pkgrepo", "pkg", "file", "user", "group", "service", "grains"}
@@ -132,7 +133,37 @@ def summarize(returns):
     return failed, changed, formula_ms / 1000
 
 
-def apply(cluster, sls):
+PROFILE = {}  # (sls, minion) -> {state key: [ms, ...]} over the timed re-applies
+
+
+def record_durations(sls, returns):
+    """Each state's duration of one run, kept for :func:`log_profile`."""
+    for minion, states in returns.items():
+        per_state = PROFILE.setdefault((sls, minion), {})
+        for key, result in states.items():
+            per_state.setdefault(key, []).append(float(result.get("duration") or 0))
+
+
+def log_profile(top=12):
+    """Where a re-apply's time goes, to stderr: per minion the summed state durations of
+    ``crane`` and of the plain SLS, then the slowest states only ``crane`` has."""
+    plain_keys, ours = set(), {}
+    for (sls, minion), per_state in sorted(PROFILE.items()):
+        total = sum(statistics.median(ms) for ms in per_state.values())
+        log(f"profile: {sls} on {minion}: states sum to {total:.0f} ms (median per state)")
+        if sls == PLAIN_SLS:
+            plain_keys.update(per_state)
+        else:
+            ours.update({(minion, key): statistics.median(ms) for key, ms in per_state.items()})
+    own = sorted(((ms, k) for k, ms in ours.items() if k[1] not in plain_keys), reverse=True)
+    for minion in sorted({m for _, (m, _) in own}):
+        mine = [ms for ms, (m, _) in own if m == minion]
+        log(f"profile: crane on {minion}: its own {len(mine)} states sum to {sum(mine):.0f} ms")
+    for ms, (minion, key) in own[:top]:
+        log(f"profile: {ms:7.0f} ms {minion} {key}")
+
+
+def apply(cluster, sls, profile=False):
     """``salt '*' state.apply SLS``: (seconds, (failed, changed, crane.* seconds))."""
     argv = ["--out=json", "--static", f"--timeout={APPLY_TIMEOUT}", "*", "state.apply", sls]
     start = time.perf_counter()
@@ -145,7 +176,10 @@ def apply(cluster, sls):
     missing = set(cluster.spec.hostnames()) - set(returns)
     if missing:
         raise RuntimeError(f"state.apply {sls}: no answer from {sorted(missing)}")
-    return seconds, summarize(returns)
+    summary = summarize(returns)
+    if profile:
+        record_durations(sls, returns)
+    return seconds, summary
 
 
 def idle_nodes(cluster):
@@ -218,7 +252,7 @@ def converge_rows(quick):
     missing = missing_prerequisites()
     if missing:
         return skipped("skipped: nodes cannot be booted here, missing " + "; ".join(missing))
-    spec = isolated_spec(CLUSTER_NAME, SUBNET)
+    spec = env_spec(NET_ENV, NET_DEFAULT)
     extra_root = tempfile.mkdtemp(prefix="crane-bench-plain-")
     try:
         with BenchCluster(spec, extra_root, log=log) as cluster:
@@ -245,20 +279,25 @@ def measure(cluster, extra_root):
     reapply, plain, crane_state_seconds, reapply_changes = [], [], [], 0
     for round_ in range(REPEATS):
         log(f"re-apply round {round_ + 1}/{REPEATS}")
-        seconds, (failed, changed, formula_seconds) = apply(cluster, "crane")
+        seconds, (failed, changed, formula_seconds) = apply(cluster, "crane", profile=True)
         if failed:
             raise RuntimeError(f"re-apply of crane: {failed} states failed")
         reapply.append(seconds)
         crane_state_seconds.append(formula_seconds)
         reapply_changes = max(reapply_changes, changed)
-        seconds, (failed, changed, _) = apply(cluster, PLAIN_SLS)
+        seconds, (failed, changed, _) = apply(cluster, PLAIN_SLS, profile=True)
         if failed:
             raise RuntimeError(f"plain SLS: {failed} states failed")
         plain.append(seconds)
         plain_changes = max(plain_changes, changed)
+    log_profile()
     log("rebooting every node bare; the plain SLS on bare nodes")
     reboot_bare(cluster)
-    plain_converge, plain_apply, _ = converge(cluster, PLAIN_SLS)
+    try:
+        plain_converge, plain_apply, _ = converge(cluster, PLAIN_SLS)
+        plain_note = f"(plain: {plain_apply:.1f} s)"
+    except RuntimeError as exc:  # the re-apply rows still stand
+        plain_converge, plain_note = None, f"(plain SLS on bare nodes failed: {exc})"
 
     ours_re, plain_re = statistics.median(reapply), statistics.median(plain)
     share = (ours_re - plain_re) / ours_re * 100
@@ -273,7 +312,7 @@ def measure(cluster, extra_root):
             "plain SLS, same nodes rebooted bare, to all idle",
             plain_converge,
             f"one run each; state.apply returned after {ours_apply:.1f} s "
-            f"(plain: {plain_apply:.1f} s), then cinfo polled every 0.5 s; "
+            f"{plain_note}, then cinfo polled every 0.5 s; "
             f"{ours_changed} states changed{boot_note}",
         ),
         Row(

@@ -1096,8 +1096,9 @@ def _seconds_since(monotonic_usec):
 
 def daemon_report(unit, log_file=None, lines=15):
     """
-    A CraneSched daemon's systemd state with the last lines of its journal and log file, so
-    CraneSched's own reason for refusing to start is visible.
+    A CraneSched daemon's systemd state with the last ``lines`` lines of its journal and log
+    file, so CraneSched's own reason for refusing to start is visible (``lines=0``: the state
+    alone, without reading the journal or the log).
 
     CLI Example:
 
@@ -1105,11 +1106,13 @@ def daemon_report(unit, log_file=None, lines=15):
 
         salt cn01 crane.daemon_report craned log_file=/var/crane/craned/craned.log
     """
-    journal = __salt__["cmd.run_all"](
-        ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
-        python_shell=False,
-        ignore_retcode=True,
-    )
+    journal = ""
+    if lines:
+        journal = __salt__["cmd.run_all"](
+            ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "cat"],
+            python_shell=False,
+            ignore_retcode=True,
+        )["stdout"].strip()
     props = _unit_properties(unit)
     return {
         "unit": unit,
@@ -1120,8 +1123,8 @@ def daemon_report(unit, log_file=None, lines=15):
         "exit_status": props.get("ExecMainStatus", ""),
         "loaded": props.get("LoadState") == "loaded",
         "uptime": _seconds_since(props.get("ActiveEnterTimestampMonotonic")),
-        "journal": journal["stdout"].strip(),
-        "log": _tail(log_file, lines) if log_file else "",
+        "journal": journal,
+        "log": _tail(log_file, lines) if log_file and lines else "",
     }
 
 

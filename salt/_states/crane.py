@@ -27,7 +27,7 @@ def __virtual__():
 
 
 def _ret(name, result=True, comment="", changes=None):
-    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+    return __utils__["crane_state.ret"](name, result, comment, changes)
 
 
 def _bullets(lines):
@@ -182,14 +182,16 @@ def daemon_healthy(name, log_file=None, settle=3, poll=0.5, ready_timeout=0):
     ready_timeout
         Seconds to wait for an answer to a client request after ``settle``; 0 does not ask.
     """
-    report = __salt__["crane.daemon_report"](name, log_file=log_file)
+    # the unit's state alone while all is well; journal and log only to explain a failure
+    report = __salt__["crane.daemon_report"](name, lines=0)
     if __opts__["test"] and not report["active"]:
         return _ret(name, None, f"{name} is not running; it would be checked after it is started")
     pid = report["main_pid"]
     while report["active"] and report["main_pid"] == pid and report["uptime"] < settle:
         time.sleep(poll)
-        report = __salt__["crane.daemon_report"](name, log_file=log_file)
+        report = __salt__["crane.daemon_report"](name, lines=0)
     if not report["active"] or report["main_pid"] != pid:
+        report = __salt__["crane.daemon_report"](name, log_file=log_file)
         return _ret(name, False, _daemon_failure(_with_exit_logged(name, log_file, report, poll)))
     if ready_timeout:
         return _wait_until_answering(name, log_file, pid, ready_timeout, poll)

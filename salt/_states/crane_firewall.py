@@ -8,6 +8,7 @@ service ``crane-formula``). Both states read the rules present first, honour ``t
 __virtualname__ = "crane_firewall"
 
 BACKENDS = ("ufw", "firewalld")
+UFW_CONF = "/etc/ufw/ufw.conf"
 
 
 def __virtual__():
@@ -15,7 +16,7 @@ def __virtual__():
 
 
 def _ret(name, result=True, comment="", changes=None):
-    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+    return __utils__["crane_state.ret"](name, result, comment, changes)
 
 
 def _run(cmd):
@@ -30,9 +31,20 @@ def _inactive(backend, closing):
     if not __salt__["cmd.which"](program):
         return f"{backend} is not installed"
     if backend == "ufw":
-        active = "Status: active" in _run(["ufw", "status"])[1]
-        return None if active or closing else "ufw is not active"
+        return None if closing or _ufw_active() else "ufw is not active"
     return None if _run(["firewall-cmd", "--state"])[0] == 0 else "firewalld is not running"
+
+
+def _ufw_active():
+    """``ufw status`` says active; asked only when ufw.conf has ufw enabled (without it ufw
+    loads no rules: no need to start ufw, a Python program, on every run to hear so)."""
+    try:
+        with open(UFW_CONF, encoding="utf-8") as handle:
+            if not __utils__["crane_firewall.ufw_conf_enabled"](handle.read()):
+                return False
+    except OSError:
+        pass  # no ufw.conf where ufw expects it: ask ufw
+    return "Status: active" in _run(["ufw", "status"])[1]
 
 
 def opened(name, backend, ports, sources=None, zone=""):

@@ -20,7 +20,7 @@ def __virtual__():
 
 
 def _ret(name, result=True, comment="", changes=None):
-    return {"name": name, "result": result, "comment": comment, "changes": changes or {}}
+    return __utils__["crane_state.ret"](name, result, comment, changes)
 
 
 def shared_dir_ready(name, user="crane", require_mount=True):

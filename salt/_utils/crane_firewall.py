@@ -20,6 +20,21 @@ MARK = "crane-formula"  # ufw rule comment; firewalld service name
 PROTOCOL = "tcp"
 
 
+# --- whether ufw is on ----------------------------------------------------------------------
+
+
+def ufw_conf_enabled(text):
+    """Whether ufw.conf (a shell file) says ``ENABLED=yes``: ufw's boot script loads its rules
+    only then, and ``ufw enable``/``disable`` write it, so with any other word ufw has no
+    rules loaded and ``ufw status`` would say inactive."""
+    value = None
+    for line in text.splitlines():
+        key, sep, word = line.strip().partition("=")
+        if sep and key == "ENABLED":
+            value = word.strip().strip("'\"")
+    return value in ("yes", "YES")
+
+
 # --- the rules a node needs ----------------------------------------------------------------
 
 

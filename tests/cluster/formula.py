@@ -64,6 +64,18 @@ def results(result) -> set:
     return {s["result"] for states in result.values() for s in states.values()}
 
 
+def assert_settled(cluster: Cluster, target: str = "*") -> None:
+    """A converged cluster: a second apply changes nothing and fails nothing, and
+    ``test=True`` then plans nothing and reports every state True."""
+    again = apply(cluster, target)
+    assert failures(again) == {}
+    assert changed(again) == {}
+    dry = apply(cluster, target, test=True)
+    assert failures(dry) == {}
+    assert changed(dry) == {}
+    assert results(dry) == {True}
+
+
 def example_pillar(cluster: Cluster) -> tuple[dict, dict]:
     """The pillar the cluster started with: ``(sls, top)``."""
     return pillar.cluster_pillar(cluster.spec, cluster.repo_root)

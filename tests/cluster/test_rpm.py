@@ -108,13 +108,7 @@ def test_the_rpm_scriptlet_ran_and_the_formula_owns_the_result(rcluster, flow):
 def test_second_apply_changes_nothing_and_dry_run_is_clean(rcluster, flow):
     after(flow, "applied")
     pids = {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
-    again = formula.apply(rcluster)
-    assert formula.failures(again) == {}
-    assert formula.changed(again) == {}
-    dry = formula.apply(rcluster, test=True)
-    assert formula.failures(dry) == {}
-    assert formula.changed(dry) == {}
-    assert formula.results(dry) == {True}
+    formula.assert_settled(rcluster)
     assert pids == {node: formula.main_pid(rcluster, node, unit) for node, unit in SERVICES.items()}
     flow["idempotent"] = True
 
@@ -247,12 +241,7 @@ def test_install_method_from_bare_nodes_to_idle_and_back(rcluster, flow, method)
     for node in ("cn01", "cn02"):
         shown = rcluster.sh(node, "stat -c '%U %a' /usr/bin/craned /usr/libexec/csupervisor")
         assert shown.stdout.split("\n")[:2] == ["root 755", "root 755"], node
-    again = formula.apply(rcluster)
-    assert formula.failures(again) == {}
-    assert formula.changed(again) == {}
-    dry = formula.apply(rcluster, test=True)
-    assert formula.changed(dry) == {}
-    assert formula.results(dry) == {True}
+    formula.assert_settled(rcluster)
     clean(rcluster)
     for node in ("cn01", "cn02"):
         assert rcluster.sh(node, "test -e /usr/bin/craned").returncode != 0, node
@@ -377,12 +366,7 @@ def test_the_formula_opens_exactly_the_role_ports_and_every_node_is_idle(rcluste
         unit = listening(rcluster, node, UNNEEDED)
         assert not reachable(rcluster, source, node, UNNEEDED), f"{node}:{UNNEEDED} is open"
         rcluster.sh(node, f"systemctl stop {unit}")
-    again = formula.apply(rcluster)
-    assert formula.failures(again) == {}
-    assert formula.changed(again) == {}
-    dry = formula.apply(rcluster, test=True)
-    assert formula.changed(dry) == {}
-    assert formula.results(dry) == {True}
+    formula.assert_settled(rcluster)
     flow["opened"] = True
 
 

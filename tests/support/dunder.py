@@ -15,6 +15,7 @@ import crane_ha
 import crane_hostlist
 import crane_pam
 import crane_prereq
+import crane_state
 import crane_upgrade
 
 SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
@@ -27,6 +28,7 @@ UTIL_MODULES = (
     crane_pam,
     crane_ha,
     crane_prereq,
+    crane_state,
     crane_upgrade,
 )
 

@@ -179,12 +179,14 @@ class FakeUfw:
         return {"retcode": code, "stdout": text, "stderr": ""}
 
 
-def ufw_states(fake, test=False, installed=True):
+def ufw_states(fake, test=False, installed=True, conf="/nonexistent/ufw.conf"):
     salt = {
         "cmd.run_all": fake,
         "cmd.which": lambda prog: f"/usr/sbin/{prog}" if installed else None,
     }
-    return load("_states", name="crane_firewall", __salt__=salt, __opts__={"test": test})
+    mod = load("_states", name="crane_firewall", __salt__=salt, __opts__={"test": test})
+    mod.UFW_CONF = str(conf)
+    return mod
 
 
 def test_ufw_opens_the_ports_then_changes_nothing():
@@ -232,6 +234,35 @@ def test_inactive_or_missing_ufw_is_left_alone():
     assert ["ufw", "show", "added"] not in fake.calls
     missing = ufw_states(fake, installed=False).opened("ports", "ufw", [10010])
     assert missing["comment"].startswith("ufw is not installed")
+
+
+@pytest.mark.parametrize(
+    ("text", "enabled"),
+    [
+        ("# comment\nENABLED=no\nLOGLEVEL=low\n", False),
+        ("ENABLED=yes\n", True),
+        ('ENABLED="YES"\n', True),
+        ("ENABLED=yes\nENABLED=no\n", False),
+        ("#ENABLED=yes\n", False),
+        ("", False),
+    ],
+)
+def test_ufw_conf_enabled(text, enabled):
+    assert fw.ufw_conf_enabled(text) is enabled
+
+
+def test_ufw_disabled_in_its_conf_is_not_asked(tmp_path):
+    conf = tmp_path / "ufw.conf"
+    conf.write_text("ENABLED=no\n")
+    fake = FakeUfw(active=True)  # whatever ufw would say: it is not started
+    ret = ufw_states(fake, conf=conf).opened("ports", "ufw", [10010])
+    assert ret["comment"] == "ufw is not active: 10010/tcp left as they are"
+    assert fake.calls == []
+    conf.write_text("ENABLED=yes\n")  # enabled in its conf: ufw status has the last word
+    ret = ufw_states(FakeUfw(active=False), conf=conf).opened("ports", "ufw", [10010])
+    assert ret["comment"] == "ufw is not active: 10010/tcp left as they are"
+    ret = ufw_states(FakeUfw(active=True), conf=conf).opened("ports", "ufw", [10010])
+    assert ret["changes"] == {"opened": ["10010/tcp from anywhere"]}
 
 
 def test_a_failing_ufw_command_fails_the_state_with_its_message():

@@ -276,7 +276,7 @@ def test_daemon_report_reads_systemd_and_the_log(tmp_path, pillar):
         "ActiveState=activating\nSubState=auto-restart\nMainPID=0\nNRestarts=4\n"
         "ExecMainStatus=1\nLoadState=loaded\nActiveEnterTimestampMonotonic=0\n"
     )
-    crane, _ = module(
+    crane, commands = module(
         pillar,
         {
             "systemctl": {"stdout": show},
@@ -295,6 +295,10 @@ def test_daemon_report_reads_systemd_and_the_log(tmp_path, pillar):
         "Illegal memory format.",
     ]
     assert "Illegal memory format." in report["journal"]
+    commands.calls.clear()
+    quiet = crane.daemon_report("craned", log_file=str(log), lines=0)
+    assert (quiet["state"], quiet["journal"], quiet["log"]) == ("activating/auto-restart", "", "")
+    assert [argv[0] for argv in commands.calls] == ["systemctl"]  # the journal is not read
 
 
 def backup_module(pillar, base, running=False):

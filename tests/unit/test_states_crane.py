@@ -152,12 +152,15 @@ def report(active=True, pid=42, uptime=10.0, **extra):
     }
 
 
-def daemon_states(reports, test=False):
-    """States whose ``crane.daemon_report`` answers ``reports`` in turn, then the last again."""
+def daemon_states(reports, test=False, asked=None):
+    """States whose ``crane.daemon_report`` answers ``reports`` in turn, then the last again;
+    the keyword arguments of each call go to ``asked``."""
     sequence = iter(reports)
     last = []
 
     def daemon_report(*args, **kwargs):
+        if asked is not None:
+            asked.append(kwargs)
         last[:] = [next(sequence, last[0] if last else None)]
         return last[0]
 
@@ -165,8 +168,19 @@ def daemon_states(reports, test=False):
 
 
 def test_daemon_healthy_running_long_enough():
-    ret = daemon_states([report()]).daemon_healthy("craned", settle=3)
+    asked = []
+    ret = daemon_states([report()], asked=asked).daemon_healthy("craned", log_file="x", settle=3)
     assert (ret["result"], ret["changes"]) == (True, {})
+    assert asked == [{"lines": 0}]  # a healthy daemon's journal and log are not read
+
+
+def test_daemon_healthy_reads_journal_and_log_to_explain_an_exit():
+    asked = []
+    died = report(active=False, pid=0, journal="craned.service: Failed with result 'exit-code'.")
+    mod = daemon_states([report(uptime=0.1), died], asked=asked)
+    ret = mod.daemon_healthy("craned", log_file="/var/crane/craned.log", settle=3, poll=0)
+    assert ret["result"] is False
+    assert asked == [{"lines": 0}, {"lines": 0}, {"log_file": "/var/crane/craned.log"}]
 
 
 def test_daemon_healthy_waits_then_sees_the_exit_and_its_reason():

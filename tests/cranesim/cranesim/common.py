@@ -10,6 +10,7 @@ import contextlib
 import datetime
 import errno
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -76,23 +77,13 @@ class Logger:
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}"
         _write(sys.stdout, f"[{stamp}] [{_SPD_NAME.get(level, level)}] {msg}\n")
 
-    def trace(self, msg, src="main.cpp:0"):
-        self.log("trace", msg, src)
-
-    def debug(self, msg, src="main.cpp:0"):
-        self.log("debug", msg, src)
-
-    def info(self, msg, src="main.cpp:0"):
-        self.log("info", msg, src)
-
-    def warn(self, msg, src="main.cpp:0"):
-        self.log("warn", msg, src)
-
-    def error(self, msg, src="main.cpp:0"):
-        self.log("error", msg, src)
-
-    def critical(self, msg, src="main.cpp:0"):
-        self.log("critical", msg, src)
+    # log.info(msg, src) and the like: one record at that level
+    trace = functools.partialmethod(log, "trace")
+    debug = functools.partialmethod(log, "debug")
+    info = functools.partialmethod(log, "info")
+    warn = functools.partialmethod(log, "warn")
+    error = functools.partialmethod(log, "error")
+    critical = functools.partialmethod(log, "critical")
 
 
 def _write(stream, text):
@@ -206,6 +197,19 @@ def parse_memory(text):
         return None
     factor = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match.group(2)]
     return int(match.group(1)) * factor
+
+
+def bad_log_size(section):
+    """Whether a section's ``MaxLogFileSize`` is given and no memory size (each daemon then
+    exits with "Illegal memory format.")."""
+    size = section.get("MaxLogFileSize") if isinstance(section, dict) else None
+    return size is not None and parse_memory(size) is None
+
+
+def bad_debug_level(level):
+    """Whether a debug level is refused: not a spdlog level, or ``critical`` (no daemon takes
+    it)."""
+    return level not in LEVELS or level == "critical"
 
 
 # --------------------------------------------------------------------------- hosts

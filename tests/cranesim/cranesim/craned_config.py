@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from cranesim import daemon
 from cranesim.common import (
-    LEVELS,
     as_bool,
     as_str,
+    bad_debug_level,
+    bad_log_size,
     config_crc,
     die,
     die_silent,
@@ -19,7 +20,6 @@ from cranesim.common import (
     is_ip_literal,
     join_base,
     load_yaml,
-    parse_memory,
     resolve,
     value_or,
 )
@@ -119,12 +119,9 @@ def load(args, log):
     level = args.debug_level or as_str(value_or(raw, "CranedDebugLevel", "info"))
     supervisor = _supervisor_path(raw)
     craned_section = raw.get("Craned") or {}
-    if (
-        craned_section.get("MaxLogFileSize") is not None
-        and parse_memory(craned_section["MaxLogFileSize"]) is None
-    ):
+    if bad_log_size(craned_section):
         die(log, "Illegal memory format.", "Craned.cpp:240")
-    if level not in LEVELS or level == "critical":
+    if bad_debug_level(level):
         die_stderr(f"Illegal Craned debug-level format: {level}.\n")
     log.init(level, log_file)
     cfg = CranedConfig(
@@ -169,15 +166,12 @@ def _supervisor_path(raw):
     if not os.path.exists(path):
         die_stderr(f"csupervisor {path} does not exist\n")
     level = as_str(value_or(section, "DebugLevel", "trace"))
-    if level not in LEVELS or level == "critical":
+    if bad_debug_level(level):
         die_stderr(
             f"Illegal Supervisor debug-level: {level}, should be one of trace,, debug, info, "
             "warn, error, off.\n"
         )
-    if (
-        section.get("MaxLogFileSize") is not None
-        and parse_memory(section["MaxLogFileSize"]) is None
-    ):
+    if bad_log_size(section):
         die_stderr("Illegal memory format.\n")
     return path
 

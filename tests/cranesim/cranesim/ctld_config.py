@@ -6,16 +6,16 @@ from dataclasses import dataclass, field
 
 from cranesim import daemon
 from cranesim.common import (
-    LEVELS,
     abort_uncaught,
     as_bool,
     as_str,
+    bad_debug_level,
+    bad_log_size,
     config_crc,
     die,
     die_stderr,
     join_base,
     load_yaml,
-    parse_memory,
     value_or,
 )
 from cranesim.config import (
@@ -97,7 +97,7 @@ def load(args, log):
     ctld_section = raw.get("CraneCtld") or {}
     _check_log_size(ctld_section, log)
     level = as_str(value_or(raw, "CraneCtldDebugLevel", "info"))
-    if level not in LEVELS or level == "critical":
+    if bad_debug_level(level):
         die_stderr("Illegal debug-level format.")
     log_file = join_base(base, as_str(value_or(raw, "CraneCtldLogFile", "cranectld/cranectld.log")))
     log.init(level, log_file)
@@ -131,8 +131,7 @@ def _cluster_name(raw, log):
 
 
 def _check_log_size(section, log):
-    size = section.get("MaxLogFileSize") if isinstance(section, dict) else None
-    if size is not None and parse_memory(size) is None:
+    if bad_log_size(section):
         die(log, "Illegal memory format.", "CraneCtld.cpp:62")
 
 
