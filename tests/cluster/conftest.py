@@ -79,23 +79,6 @@ def cluster(cluster_spec):
         yield running
 
 
-@pytest.fixture(scope="session")
-def upgrade_cluster():
-    """The rolling-upgrade shape deployed at 1.1.2 (see test_upgrade.boot): test_status reads
-    it, then test_upgrade changes it; one boot and one first apply for both."""
-    from .test_upgrade import boot  # noqa: PLC0415 - the shape lives with its tests
-
-    require_cluster_environment()
-    running = boot()
-    try:
-        yield running
-    finally:
-        left = running.stop()
-        TIMINGS[running.spec.name] = dict(running.timings)
-        if left:
-            pytest.fail(f"teardown left behind: {left}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def flow():
     """Outcome of each step of a module's ordered scenario so far (see ``after``)."""

@@ -18,6 +18,7 @@ import pytest
 from bench.availability import availability
 
 from . import pillar
+from .conftest import require_cluster_environment
 from .harness import Cluster
 from .spec import ClusterSpec, NodeSpec, env_spec
 
@@ -73,8 +74,14 @@ def boot(spec: ClusterSpec | None = None) -> Cluster:
 
 
 @pytest.fixture(scope="module")
-def ucluster(upgrade_cluster):
-    return upgrade_cluster  # booted once for test_status and these tests (conftest)
+def ucluster():
+    require_cluster_environment()
+    cluster = boot()
+    try:
+        yield cluster
+    finally:
+        left = cluster.stop()
+        assert not left, f"teardown left behind: {left}"
 
 
 # --- helpers ------------------------------------------------------------------------------------
