@@ -501,6 +501,30 @@ def package_versions(name, packages, guarded=None, switches=None, repository=Tru
     return _ret(name, True, "\n".join(notes) or "No version pinned")
 
 
+def package_restored(name, binaries, **installed):
+    """
+    Reinstall the package ``name`` when one of its ``binaries`` is gone: ``pkg.installed``
+    does not see a deleted file of an installed package (an rm of /usr/libexec/csupervisor).
+
+    The check is a plain file test.  ``pkg.installed`` with ``unless`` costs seconds per run
+    on every node: Salt looks for ``pkg.mod_run_check``, which no module has, by loading
+    every state module.
+
+    name
+        The package.
+    binaries
+        Paths the package installs.
+    installed
+        Further arguments of ``pkg.installed`` (``version``, ``sources``).
+    """
+    missing = [path for path in binaries if not __salt__["file.file_exists"](path)]
+    if not missing:
+        return _ret(name, True, f"{name}: {', '.join(binaries)} present")
+    ret = __states__["pkg.installed"](name=name, reinstall=True, **installed)
+    ret["comment"] = f"{name}: {', '.join(missing)} missing\n{ret['comment']}"
+    return ret
+
+
 # --- database.yaml (control node) --------------------------------------------------------
 
 DATABASE_HEADER = (

@@ -71,7 +71,10 @@ def booted(spec, pillar=None):
 
 @pytest.fixture(scope="session")
 def cluster(cluster_spec):
-    """The session cluster, shared by the test modules that need no cluster of their own."""
+    """The session cluster, shared by the test modules that need no cluster of their own.
+
+    Each module deploys the pillar it needs in its set-up and serves the example pillar again
+    when it ends, without applying it: the next module's set-up applies what it needs."""
     with booted(cluster_spec) as running:
         yield running
 

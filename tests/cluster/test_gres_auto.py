@@ -31,7 +31,6 @@ def automatic(cluster):
     yield cluster
     cluster.write_pillar(*formula.example_pillar(cluster))
     cluster.salt("*", "mine.update")
-    formula.apply(cluster)
 
 
 def test_gpu_node_gets_its_discovered_gres(automatic):

@@ -30,13 +30,12 @@ def _fast(crane):
 
 @pytest.fixture(scope="module")
 def deployed(cluster):
-    """The cluster deployed with short timeouts; the example pillar is applied again after."""
+    """The cluster deployed with short timeouts; the example pillar is served again after."""
     cluster.write_pillar(*formula.with_config(cluster, _fast))
     assert formula.failures(formula.apply(cluster)) == {}
     formula.wait_for("every node idle", lambda: formula.all_idle(cluster, COMPUTE))
     yield cluster
     cluster.write_pillar(*formula.example_pillar(cluster))
-    formula.apply(cluster)
 
 
 def _health(cluster):

@@ -105,9 +105,9 @@ def test_a_deleted_csupervisor_is_restored_and_craned_restarts(deployed):
     cluster.sh("cn01", "rm /usr/libexec/csupervisor", check=True)
     result = formula.apply(cluster, "cn01")
     assert formula.failures(result) == {}
-    restored = result["cn01"]["crane-package-restore-craned-pkg-installed"]
+    restored = result["cn01"]["crane-package-restore-craned-crane-package-restored"]
     assert restored["result"] is True
-    assert "unless condition is true" not in restored["comment"]  # it did reinstall
+    assert restored["comment"].startswith("cranesched-craned: /usr/libexec/csupervisor missing")
     stat = cluster.sh("cn01", "stat -c '%a %U' /usr/libexec/csupervisor", check=True).stdout
     assert stat.split() == ["755", "root"]
     cluster.sh("cn01", "systemctl restart craned", check=True)

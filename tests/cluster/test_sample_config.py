@@ -33,7 +33,6 @@ def applied(cluster):
     result = formula.apply(cluster)
     yield cluster, result
     cluster.write_pillar(*formula.example_pillar(cluster))
-    formula.apply(cluster)
 
 
 def test_the_sample_deploys_with_warnings_only(applied):

@@ -58,6 +58,8 @@ def publish(cluster: Cluster, versions, broken=()) -> None:
 
 
 def boot(spec: ClusterSpec | None = None) -> Cluster:
+    """The cluster deployed at 1.1.2 (``start()`` synced the minions' modules and the master's
+    runners and utils)."""
     spec = spec or upgrade_spec()
     cluster = Cluster(spec, log=lambda msg: print(f"[cluster] {msg}"))
     cluster.start()
@@ -65,9 +67,6 @@ def boot(spec: ClusterSpec | None = None) -> Cluster:
         cluster.write_pillar(*upgrade_pillar(spec))
         proc = cluster.salt_cli("--timeout=600", "*", "state.apply", "crane")
         assert proc.returncode == 0, proc.stdout[-4000:]
-        cluster.salt("*", "saltutil.sync_all")
-        code, _, err = salt_run(cluster, "saltutil.sync_all")  # runners and utils on the master
-        assert code == 0, err
     except BaseException:
         cluster.stop()
         raise

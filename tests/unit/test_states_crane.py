@@ -540,3 +540,43 @@ def test_drains_restored_reports_restored_and_pending():
     assert drain_states(cluster, {}).drains_restored("cranectld")["changes"] == {}
     test_mode = drain_states(cluster, {"cn03": "fan broken"}, test=True).drains_restored("x")
     assert test_mode["result"] is None
+
+
+def restore_states(present, test=False):
+    """The states with binaries ``present`` and pkg.installed recorded, not run."""
+    calls = []
+
+    def installed(**kwargs):
+        calls.append(kwargs)
+        return _ret_like(None if test else True, "reinstalled", {"cranesched-craned": {}})
+
+    crane = load(
+        "_states",
+        __salt__={"file.file_exists": lambda path: path in present},
+        __states__={"pkg.installed": installed},
+        __opts__={"test": test},
+    )
+    return crane, calls
+
+
+def _ret_like(result, comment, changes):
+    return {"name": "cranesched-craned", "result": result, "comment": comment, "changes": changes}
+
+
+BINARIES = ["/usr/bin/craned", "/usr/libexec/csupervisor"]
+
+
+def test_package_restored_leaves_a_complete_package_alone():
+    crane, calls = restore_states(present=BINARIES)
+    ret = crane.package_restored("cranesched-craned", BINARIES, version="1.1.2")
+    assert ret["result"] is True and ret["changes"] == {}
+    assert calls == []
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_package_restored_reinstalls_when_a_binary_is_gone(test):
+    crane, calls = restore_states(present=BINARIES[:1], test=test)
+    ret = crane.package_restored("cranesched-craned", BINARIES, version="1.1.2")
+    assert calls == [{"name": "cranesched-craned", "reinstall": True, "version": "1.1.2"}]
+    assert ret["result"] is (None if test else True)
+    assert ret["comment"].startswith("cranesched-craned: /usr/libexec/csupervisor missing\n")

@@ -97,9 +97,10 @@ crane-package-install-pkg-installed:
 
 {#- A file of the installed package that is gone (an rm of /usr/libexec/csupervisor) is not
     seen by pkg.installed: reinstall the package when one of its binaries is missing. #}
-crane-package-restore-{{ key }}-pkg-installed:
-  pkg.installed:
+crane-package-restore-{{ key }}-crane-package-restored:
+  crane.package_restored:
     - name: {{ pkg.name }}
+    - binaries: {{ crane.binaries[key].values() | list | json }}
 {%-     if method == "repo" %}
 {%-       if pkg.version %}
     - version: {{ pkg.version | json }}
@@ -108,12 +109,6 @@ crane-package-restore-{{ key }}-pkg-installed:
     - sources:
       - {{ pkg.name }}: {{ pkg.cache_file }}
 {%-     endif %}
-    - reinstall: true
-    - unless:
-{%-     for path in crane.binaries[key].values() %}
-      - fun: file.file_exists
-        path: {{ path }}
-{%-     endfor %}
     - require:
       - pkg: crane-package-install-pkg-installed
 {%-   endfor %}
