@@ -46,6 +46,8 @@ CINFO_UNREACHABLE = 3
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
+FACTS_MINE = "crane_facts"  # mine function alias: crane.node_facts (node groups by selector)
+READY_GRAIN = "crane_ready"  # set by a join once the node passed its gates
 # craned's PAM socket under CraneBaseDir (CranedForPamUnixSockPath's default); the path is
 # a plain concatenation in CraneSched, hence the trailing / on CraneBaseDir
 PAM_SOCKET = "craned/craned_pam.sock"
@@ -264,7 +266,7 @@ def _settings(layers):
     )
     data = _merge_layers([*layers[:-1], pillar])
     data["settings_errors"], data["settings_warnings"] = errors, warnings
-    raw = data.get("config") or {}
+    raw = _resolve_selectors(data.get("config") or {}, data, errors, warnings)
     data["gres_errors"] = []
     if _gres_auto(data):
         raw, problems = _discovered_gres(raw)
@@ -298,6 +300,54 @@ def _settings(layers):
     _mongodb_settings(data, database if isinstance(database, dict) else {})
     _hide_secrets(data)
     return data
+
+
+def _selected(match):
+    """``{minion: facts}`` of the minions matching the compound target ``match`` that
+    published ``crane_facts``, as the master's grain cache and mine see them; once per run."""
+
+    def read():
+        answer = __salt__["mine.get"](match, FACTS_MINE, tgt_type="compound")
+        return answer if isinstance(answer, dict) else {}
+
+    return _per_run(("mine", FACTS_MINE, match), read)
+
+
+def _resolve_selectors(config, data, errors, warnings):
+    """``config`` with its node groups by selector resolved (see crane_elastic); what is
+    wrong goes to ``errors``/``warnings``, so validation names it before anything changes."""
+    matches = __utils__["crane_elastic.selectors"](config)
+    if not matches:
+        return config
+    elastic = data.get("elastic") or {}
+    mixed = elastic.get("mixed") or "split"
+    resolved, found_errors, found_warnings = __utils__["crane_elastic.resolve"](
+        config,
+        {match: _selected(match) for match in matches},
+        candidate=elastic.get("candidate") or None,
+        mixed=mixed,
+    )
+    errors.extend(found_errors)
+    warnings.extend(found_warnings)
+    return resolved
+
+
+def node_facts():
+    """
+    What this node publishes for node groups by selector (mine function ``crane_facts``):
+    its host name, CPUs, memory in MiB rounded down to a multiple of 8 MiB (within the 0.01
+    GiB tolerance of CraneSched's health check, never above the real memory), the gres it
+    discovers and whether it has joined the cluster (grain ``crane_ready``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.node_facts
+    """
+    return __utils__["crane_elastic.node_facts"](
+        __grains__, gres_discover(), ready=__grains__.get(READY_GRAIN)
+    )
 
 
 def _plugin_settings(data):
