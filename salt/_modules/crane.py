@@ -47,7 +47,7 @@ ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:n
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
 FACTS_MINE = "crane_facts"  # mine function alias: crane.node_facts (node groups by selector)
-READY_GRAIN = "crane_ready"  # set by a join once the node passed its gates
+JOINED_FILE = "/var/lib/crane-formula/joined"  # written by a join once the node passed its gates
 # craned's PAM socket under CraneBaseDir (CranedForPamUnixSockPath's default); the path is
 # a plain concatenation in CraneSched, hence the trailing / on CraneBaseDir
 PAM_SOCKET = "craned/craned_pam.sock"
@@ -337,7 +337,7 @@ def node_facts():
     What this node publishes for node groups by selector (mine function ``crane_facts``):
     its host name, CPUs, memory in MiB rounded down to a multiple of 8 MiB (within the 0.01
     GiB tolerance of CraneSched's health check, never above the real memory), the gres it
-    discovers and whether it has joined the cluster (grain ``crane_ready``).
+    discovers and whether it has joined the cluster (``crane.joined``).
 
     CLI Example:
 
@@ -345,9 +345,46 @@ def node_facts():
 
         salt cn05 crane.node_facts
     """
-    return __utils__["crane_elastic.node_facts"](
-        __grains__, gres_discover(), ready=__grains__.get(READY_GRAIN)
-    )
+    return __utils__["crane_elastic.node_facts"](__grains__, gres_discover(), ready=joined())
+
+
+def joined(value=None):
+    """
+    Whether this node has joined the cluster as a node of a group by selector: its join
+    passed the node's own gates (``crane.orch.join`` marks it). ``True`` marks it,
+    ``False`` unmarks it (the node is then left out of every node's config.yaml at their
+    next apply, once ``mine.update`` ran here). Returns the state after the call.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.joined
+        salt cn05 crane.joined False && salt cn05 mine.update
+    """
+    if value is True:
+        os.makedirs(os.path.dirname(JOINED_FILE), exist_ok=True)
+        with open(JOINED_FILE, "w", encoding="utf-8") as handle:
+            handle.write(f"{time.time()}\n")
+    elif value is False and os.path.exists(JOINED_FILE):
+        os.remove(JOINED_FILE)
+    return os.path.exists(JOINED_FILE)
+
+
+def selector_groups(minion=None):
+    """
+    The ``match`` of each node group by selector that ``minion`` (default: this one) matches
+    and publishes its ``crane_facts`` for, as the master sees it; ``[]`` for none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.selector_groups
+    """
+    minion = minion or __grains__.get("id")
+    matches = __utils__["crane_elastic.selectors"](_config())
+    return [match for match in matches if minion in _selected(match)]
 
 
 def _plugin_settings(data):

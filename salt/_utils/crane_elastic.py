@@ -40,7 +40,7 @@ def round_memory_mib(total_mib):
 def node_facts(grains, gres, ready=False):
     """What a node publishes in the mine (``crane_facts``): host name (craned matches
     ``gethostname()``), CPUs, memory in MiB (rounded down, see ``MEMORY_STEP_MIB``), the gres
-    it discovers, and whether it has joined (``crane_ready``: its gates passed)."""
+    it discovers, and whether it has joined (a join marked it: its gates passed)."""
     return {
         "host": grains.get("host"),
         "cpu": int(grains.get("num_cpus") or 0),
@@ -134,8 +134,8 @@ class _Resolution:
                 continue
             if not facts.get("ready") and minion != self.candidate:
                 self.warnings.append(
-                    f"{label}: minion {minion} left out until it has joined (crane_ready: "
-                    "its join has not passed the node's gates)"
+                    f"{label}: minion {minion} left out until it has joined (its join has not "
+                    "passed the node's own gates yet: crane.orch.join)"
                 )
                 continue
             members[facts["host"]] = facts
