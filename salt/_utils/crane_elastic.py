@@ -175,8 +175,8 @@ def _split(label, group, members, mixed, resolution):
 def _plain_groups(group, parts):
     extra = {k: v for k, v in group.items() if k not in ("match", *RESOURCE_KEYS)}
     groups = []
-    for (cpu, memory, gres), hosts in parts:
-        hosts = sorted(hosts, key=crane_hostlist.natural_key)
+    for (cpu, memory, gres), members in parts:
+        hosts = sorted(members, key=crane_hostlist.natural_key)
         entry = {"name": crane_hostlist.compress(hosts), "cpu": cpu, "memory": memory}
         if gres:
             entry["gres"] = gres

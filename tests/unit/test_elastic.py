@@ -87,7 +87,9 @@ def test_node_matching_two_groups_is_an_error_naming_both():
 def test_node_in_a_named_group_and_a_selector_is_an_error():
     answers = {MATCH: {"m1": facts("cn02")}}
     _, errors, _ = crane_elastic.resolve(config(selector()), answers)
-    assert len(errors) == 1 and "node cn02 matches two node groups: Nodes[0] 'cn[01-02]'" in errors[0]
+    assert (
+        len(errors) == 1 and "node cn02 matches two node groups: Nodes[0] 'cn[01-02]'" in errors[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,7 +155,9 @@ def test_bad_selector_group_is_an_error_naming_it(keys, text):
 def test_partition_match_of_no_group_is_an_error():
     parts = [{"name": "CPU", "nodes": "cn[01-02]"}, {"name": "X", "match": "G@nothing:here"}]
     _, errors, _ = crane_elastic.resolve(config(selector(), partitions=parts), {})
-    assert errors == ["crane:config: Partitions[1] 'X': match 'G@nothing:here' is the match of no node group"]
+    assert errors == [
+        "crane:config: Partitions[1] 'X': match 'G@nothing:here' is the match of no node group"
+    ]
 
 
 def test_config_without_selectors_is_returned_as_is():

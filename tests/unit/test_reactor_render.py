@@ -18,7 +18,9 @@ class NoCalls(dict):
 
 
 def render(root, path, **context):
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root)), extensions=["jinja2.ext.do"])
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(root)), extensions=["jinja2.ext.do"]
+    )
     env.filters["json"] = json.dumps
     text = env.get_template(path).render(salt=NoCalls(), **context)
     return yaml.safe_load(text) or {}
