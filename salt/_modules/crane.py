@@ -157,7 +157,9 @@ def roles(config=None, login_nodes=None):
     if login_nodes is None:
         login_nodes = _pillar_settings().get("login_nodes") or []
     ha_pair = __utils__["crane_ha.pair"](_pillar_settings().get("ha"))
-    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes, ha_pair)
+    if config is None:  # the pillar's, with its node groups by selector resolved
+        config = _resolve_selectors(_config(), _pillar_settings(), [], [])
+    return __utils__["crane_config.roles"](config, _host_names(), login_nodes, ha_pair)
 
 
 def _no_role_comment(config):

@@ -57,7 +57,9 @@ def is_selector(group):
 def selectors(config):
     """The distinct ``match`` expressions of ``config``'s selector groups, in order."""
     found = []
-    for group in (config or {}).get("Nodes") or []:
+    if not isinstance(config, dict) or not isinstance(config.get("Nodes"), list):
+        return found
+    for group in config["Nodes"]:
         if is_selector(group) and isinstance(group["match"], str) and group["match"] not in found:
             found.append(group["match"])
     return found

@@ -4,6 +4,9 @@ import crane_config
 import crane_elastic
 import pytest
 
+from tests.support.caller import example_pillar
+from tests.support.dunder import load
+
 GPU = [{"name": "gpu", "type": "a100", "DeviceFileRegex": "/dev/nvidia[0-1]"}]
 MATCH = "G@crane:partition:GPU"
 
@@ -185,3 +188,44 @@ def test_node_facts_from_grains():
         "gres": GPU,
         "ready": False,
     }
+
+
+# --- the execution module's side ---------------------------------------------------------
+
+
+def elastic_module(host, answer, tmp_path=None, minion_id=None):
+    pillar = example_pillar(control=False)
+    pillar["crane"]["config"]["Nodes"].append(selector())
+    pillar["crane"]["config"]["Partitions"].append({"name": "GPUX", "match": MATCH})
+    calls = []
+
+    def mine_get(tgt, fun, tgt_type="glob"):
+        calls.append((tgt, fun, tgt_type))
+        return answer
+
+    grains = {"host": host, "nodename": host, "id": minion_id or host, "os_family": "Debian"}
+    module = load("_modules", __salt__={"mine.get": mine_get}, __pillar__=pillar, __grains__=grains)
+    if tmp_path is not None:
+        module.JOINED_FILE = str(tmp_path / "joined")
+    return module, calls
+
+
+def test_roles_of_a_joined_selector_node_are_compute():
+    crane, calls = elastic_module("gpu05", {"m5": facts("gpu05")}, minion_id="m5")
+    assert crane.roles() == ["compute"]
+    assert calls == [(MATCH, "crane_facts", "compound")]
+    assert crane.selector_groups() == [MATCH]
+    not_joined, _ = elastic_module("gpu05", {"m5": facts("gpu05", ready=False)}, minion_id="m5")
+    assert not_joined.roles() == []
+
+
+def test_minion_matching_no_selector_has_no_group():
+    crane, _ = elastic_module("cn09", {"m5": facts("gpu05")}, minion_id="cn09")
+    assert crane.selector_groups() == [] and crane.roles() == []
+
+
+def test_joined_mark_round_trip(tmp_path):
+    crane, _ = elastic_module("gpu05", {}, tmp_path=tmp_path)
+    assert crane.joined() is False
+    assert crane.joined(True) is True and crane.joined() is True
+    assert crane.joined(False) is False and not (tmp_path / "joined").exists()
