@@ -57,6 +57,8 @@ class _Step:
 
     def apply(self, minions, crane):
         """state.apply crane with ``crane`` merged into the pillar; ``{minion: why}``."""
+        if not minions:
+            return {}
         raw = self.cluster.call(
             sorted(minions), "state.apply", ["crane"], {"pillar": {"crane": crane}},
             timeout=crane_engine.CALL_TIMEOUT,
