@@ -74,6 +74,7 @@ class EventWatch:
     """``salt-run state.event`` for one tag, started before what fires it."""
 
     def __init__(self, cluster, tag):
+        self.tag = tag
         cmd = [sys.executable, str(cluster.venv / "bin" / "salt-run"), "-c",
                str(cluster.master_dir), "state.event", f"tagmatch={tag}", "count=1"]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -86,8 +87,9 @@ class EventWatch:
             self.proc.send_signal(2)
             self.proc.communicate()
             raise
-        _tag, _sep, body = out.strip().partition("\t")
-        return json.loads(body)
+        # one "tag<TAB>data" line, then the runner's own return
+        line = next(x for x in out.splitlines() if x.startswith(self.tag + "\t"))
+        return json.loads(line.partition("\t")[2])
 
 
 def jobs(cluster):
