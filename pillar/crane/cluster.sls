@@ -107,6 +107,11 @@ crane:
             type: a100
             EnvInjector: nvidia
             DeviceFileRegex: /dev/nvidia[0-3]
+      # A group may select its nodes instead (README, "Nodes that join by themselves"):
+      # - match: G@crane_partition:GPU
+      #   cpu: auto
+      #   memory: auto
+      #   gres: auto
     Partitions:
       - name: CPU
         nodes: cn[01-02]

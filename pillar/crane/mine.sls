@@ -7,7 +7,11 @@
 # crane:names:hosts_file: true reads crane_host and crane_address (its IPv4 addresses, the
 # first one used) to write /etc/hosts entries on sites without DNS.
 # After a node gains or loses devices, run mine.update on it before the next apply.
+# crane_facts (host name, CPUs, memory, gres, joined or not) makes the nodes of node groups by
+# selector (Nodes entries with `match`); a new node publishes it when its minion starts.
 mine_functions:
+  crane_facts:
+    - mine_function: crane.node_facts
   crane_gres:
     - mine_function: crane.gres_discover
   crane_host:

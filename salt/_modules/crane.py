@@ -46,6 +46,8 @@ CINFO_UNREACHABLE = 3
 ADDRESS_MINE = "crane_address"  # mine function alias: network.ip_addrs (crane:names:hosts_file)
 GRES_MINE = "crane_gres"  # mine function alias: crane.gres_discover (automatic gres mode)
 HOST_MINE = "crane_host"  # mine function alias: grains.get host (minion id -> host name)
+FACTS_MINE = "crane_facts"  # mine function alias: crane.node_facts (node groups by selector)
+JOINED_FILE = "/var/lib/crane-formula/joined"  # written by a join once the node passed its gates
 # craned's PAM socket under CraneBaseDir (CranedForPamUnixSockPath's default); the path is
 # a plain concatenation in CraneSched, hence the trailing / on CraneBaseDir
 PAM_SOCKET = "craned/craned_pam.sock"
@@ -155,7 +157,9 @@ def roles(config=None, login_nodes=None):
     if login_nodes is None:
         login_nodes = _pillar_settings().get("login_nodes") or []
     ha_pair = __utils__["crane_ha.pair"](_pillar_settings().get("ha"))
-    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes, ha_pair)
+    if config is None:  # the pillar's, with its node groups by selector resolved
+        config = _resolve_selectors(_config(), _pillar_settings(), [], [])
+    return __utils__["crane_config.roles"](config, _host_names(), login_nodes, ha_pair)
 
 
 def _no_role_comment(config):
@@ -264,7 +268,7 @@ def _settings(layers):
     )
     data = _merge_layers([*layers[:-1], pillar])
     data["settings_errors"], data["settings_warnings"] = errors, warnings
-    raw = data.get("config") or {}
+    raw = _resolve_selectors(data.get("config") or {}, data, errors, warnings)
     data["gres_errors"] = []
     if _gres_auto(data):
         raw, problems = _discovered_gres(raw)
@@ -298,6 +302,91 @@ def _settings(layers):
     _mongodb_settings(data, database if isinstance(database, dict) else {})
     _hide_secrets(data)
     return data
+
+
+def _selected(match):
+    """``{minion: facts}`` of the minions matching the compound target ``match`` that
+    published ``crane_facts``, as the master's grain cache and mine see them; once per run."""
+
+    def read():
+        answer = __salt__["mine.get"](match, FACTS_MINE, tgt_type="compound")
+        return answer if isinstance(answer, dict) else {}
+
+    return _per_run(("mine", FACTS_MINE, match), read)
+
+
+def _resolve_selectors(config, data, errors, warnings):
+    """``config`` with its node groups by selector resolved (see crane_elastic); what is
+    wrong goes to ``errors``/``warnings``, so validation names it before anything changes."""
+    matches = __utils__["crane_elastic.selectors"](config)
+    if not matches:
+        return config
+    elastic = data.get("elastic") or {}
+    mixed = elastic.get("mixed") or "split"
+    resolved, found_errors, found_warnings = __utils__["crane_elastic.resolve"](
+        config,
+        {match: _selected(match) for match in matches},
+        candidate=elastic.get("candidate") or None,
+        mixed=mixed,
+    )
+    errors.extend(found_errors)
+    warnings.extend(found_warnings)
+    return resolved
+
+
+def node_facts():
+    """
+    What this node publishes for node groups by selector (mine function ``crane_facts``):
+    its host name, CPUs, memory in MiB rounded down to a multiple of 8 MiB (within the 0.01
+    GiB tolerance of CraneSched's health check, never above the real memory), the gres it
+    discovers and whether it has joined the cluster (``crane.joined``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.node_facts
+    """
+    return __utils__["crane_elastic.node_facts"](__grains__, gres_discover(), ready=joined())
+
+
+def joined(value=None):
+    """
+    Whether this node has joined the cluster as a node of a group by selector: its join
+    passed the node's own gates (``crane.orch.join`` marks it). ``True`` marks it,
+    ``False`` unmarks it (the node is then left out of every node's config.yaml at their
+    next apply, once ``mine.update`` ran here). Returns the state after the call.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.joined
+        salt cn05 crane.joined False && salt cn05 mine.update
+    """
+    if value is True:
+        os.makedirs(os.path.dirname(JOINED_FILE), exist_ok=True)
+        with open(JOINED_FILE, "w", encoding="utf-8") as handle:
+            handle.write(f"{time.time()}\n")
+    elif value is False and os.path.exists(JOINED_FILE):
+        os.remove(JOINED_FILE)
+    return os.path.exists(JOINED_FILE)
+
+
+def selector_groups(minion=None):
+    """
+    The ``match`` of each node group by selector that ``minion`` (default: this one) matches
+    and publishes its ``crane_facts`` for, as the master sees it; ``[]`` for none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt cn05 crane.selector_groups
+    """
+    minion = minion or __grains__.get("id")
+    matches = __utils__["crane_elastic.selectors"](_config())
+    return [match for match in matches if minion in _selected(match)]
 
 
 def _plugin_settings(data):

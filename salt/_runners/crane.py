@@ -64,13 +64,16 @@ class _SaltCluster:
         """A progress line on stderr (stdout stays the result) and an event for watchers."""
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
         log.info("crane: %s", message)
+        self.event("crane/run/progress", {"message": message})
+
+    def event(self, tag, data):
         try:
             with salt.utils.event.get_master_event(
                 __opts__, __opts__["sock_dir"], listen=False
             ) as event:
-                event.fire_event({"message": message}, "crane/run/progress")
+                event.fire_event(data, tag)
         except Exception:  # pylint: disable=broad-except
-            log.debug("crane: could not fire a progress event", exc_info=True)
+            log.debug("crane: could not fire the event %s", tag, exc_info=True)
 
     def now(self):
         return time.time()
@@ -244,3 +247,56 @@ def restart(batch=1, dry_run=False, **kwargs):
         _SaltCluster(), "restart", None, options, dry_run=dry_run
     )
     return _finish(report)
+
+
+def _membership(action, minion, kwargs):
+    cluster = _SaltCluster()
+    report = __utils__["crane_join.run"](cluster, action, minion, _public(kwargs))
+    outcome = "done" if report["ok"] else "failed"
+    cluster.event(f"crane/{action}/{outcome}", {k: v for k, v in report.items() if k != "Error"})
+    return _finish(report)
+
+
+def join(minion, **kwargs):
+    """
+    Bring in ``minion`` when it matches a node group by selector (``Nodes`` entries with
+    ``match``): sync it, refresh its pillar and mine facts, apply ``crane`` on it alone (its
+    gates must pass, else it is not added: event ``crane/join/failed``), mark it joined, then
+    write config.yaml on every node without restarting craned and restart cranectld (drains
+    kept), and wait until cinfo lists it up. Nothing happens for a minion that matches no
+    selector. Waits for a run already in progress (one join, leave, upgrade or restart at a
+    time). The reactor runs it through ``crane.orch.join`` on a minion's start event.
+
+    lock_wait
+        Seconds to wait for another run to end (default 900).
+    register_timeout
+        Seconds for the node to show up in cinfo (default 180).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run crane.join gpu05
+    """
+    return _membership("join", minion, kwargs)
+
+
+def leave(minion, **kwargs):
+    """
+    After ``minion``'s key was deleted: drain the nodes cranectld knows that the config no
+    longer has (those still up), wait for their jobs, then write config.yaml everywhere and
+    restart cranectld. Nodes still busy after ``drain_timeout`` stay drained and configured
+    (the run fails). The reactor runs it through ``crane.orch.leave``.
+
+    drain_timeout
+        Seconds to wait for the leaving nodes' jobs (default 600).
+    lock_wait
+        Seconds to wait for another run to end (default 900).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-key -d gpu05 && salt-run crane.leave gpu05
+    """
+    return _membership("leave", minion, kwargs)

@@ -162,9 +162,10 @@ class Cluster:
         self.write_pillar(*pillar.cluster_pillar(self.spec, self.repo_root), refresh=False)
         self._start_master()
         began = time.monotonic()
-        for node in self.spec.nodes:
-            self._boot(node.hostname)
-        self.wait_for_minions(self.spec.hostnames())
+        booted = [node.hostname for node in self.spec.nodes if node.boot]
+        for hostname in booted:
+            self._boot(hostname)
+        self.wait_for_minions(booted)
         self.timings["boot_to_minions"] = time.monotonic() - began
         self._record_bridge_ports()
         self.sync_all()
@@ -281,6 +282,7 @@ class Cluster:
     def _minion_config(self, hostname: str) -> str:
         publish, ret = self.spec.salt_ports
         grains = ROCKY_GRAINS if self.spec.node(hostname).family == "RedHat" else {}
+        grains = {**grains, **dict(self.spec.node(hostname).grains)}
         return json.dumps(
             {
                 **({"grains": grains} if grains else {}),
@@ -404,6 +406,8 @@ class Cluster:
             "pillar_roots": {"base": [str(self.run_dir / "pillar")]},
             "ext_pillar": [],
         }
+        if self.spec.reactors:
+            config["reactor"] = [{tag: [sls]} for tag, sls in self.spec.reactors]
         self.master_dir.mkdir(parents=True, exist_ok=True)
         (self.master_dir / "master").write_text(json.dumps(config, indent=1))
         cmd = [sys.executable, str(self.venv / "bin" / "salt-master"), "-c", str(self.master_dir)]
@@ -508,6 +512,13 @@ class Cluster:
         self._save_state()
         for path in procs.node_cgroups(self.spec.machine_name(hostname)):
             procs.remove_cgroup(path)
+
+    def boot_node(self, hostname: str) -> None:
+        """Boot a node that was not booted with the cluster (``NodeSpec.boot=False``); its
+        minion starts on its own (auto-accepted key), the test waits for what it needs."""
+        if hostname in self._state["nodes"]:
+            raise ClusterError(f"node {hostname} is already running")
+        self._boot(hostname)
 
     def start_node(self, hostname: str) -> None:
         """Boot a node again from the clean image; its new minion key replaces the old one."""

@@ -25,6 +25,10 @@ class NodeSpec:
     # (folder under the run directory, path in the node): host folders bound read-write, e.g.
     # one folder bound into two nodes as their shared storage
     binds: tuple[tuple[str, str], ...] = ()
+    # (grain, value): static grains in the minion config
+    grains: tuple[tuple[str, str], ...] = ()
+    # False: not booted with the cluster; Cluster.boot_node boots it later
+    boot: bool = True
 
     def __post_init__(self):
         if self.role not in ROLES:
@@ -46,6 +50,8 @@ class ClusterSpec:
     repo_versions: tuple[str, ...] = ("1.1.2", "1.1.3")
     # (name, host number on the subnet): extra /etc/hosts entries, e.g. a virtual IP's name
     aliases: tuple[tuple[str, int], ...] = ()
+    # (event tag, sls path): the master's reactor configuration
+    reactors: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         net = ipaddress.ip_network(self.subnet)
