@@ -9,6 +9,7 @@ import pathlib
 
 import crane_cinfo
 import crane_config
+import crane_drift
 import crane_firewall
 import crane_gres
 import crane_ha
@@ -21,6 +22,7 @@ SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
 UTIL_MODULES = (
     crane_cinfo,
     crane_config,
+    crane_drift,
     crane_firewall,
     crane_gres,
     crane_hostlist,
