@@ -403,6 +403,7 @@ class Cluster:
             },
             "pillar_roots": {"base": [str(self.run_dir / "pillar")]},
             "ext_pillar": [],
+            "reactor": [{tag: [str(self.repo_root / sls)]} for tag, sls in self.spec.reactors],
         }
         self.master_dir.mkdir(parents=True, exist_ok=True)
         (self.master_dir / "master").write_text(json.dumps(config, indent=1))
