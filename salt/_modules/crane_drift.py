@@ -50,8 +50,7 @@ def baseline():
 
 def _unit_facts(unit):
     result = __salt__["cmd.run_all"](
-        ["systemctl", "show", "-p", "ActiveState", "-p", "SubState",
-         "-p", "InactiveEnterTimestampMonotonic", unit],  # fmt: skip
+        ["systemctl", "show", "-p", "ActiveState,SubState,InactiveEnterTimestampMonotonic", unit],
         python_shell=False,
         ignore_retcode=True,
     )

@@ -3,10 +3,10 @@ Master-side view and operations of a CraneSched cluster deployed by the crane fo
 
 ``status`` prints the cluster as the control node's cinfo sees it (and, with ``crane:ha``, the
 Keepalived pair, and the last drift and heal of each node), ``health`` gives its verdict;
-``drift`` records (and heals) what the ``crane_drift`` beacon reports; ``upgrade`` and ``restart`` drive a rolling (or
-all-at-once) upgrade or restart; ``failover`` moves the master role of the pair. The engine
-lives in the ``crane_engine`` utility; this module gives it the cluster through Salt's
-LocalClient and the master's event bus.
+``drift`` records (and heals) what the ``crane_drift`` beacon reports; ``upgrade`` and
+``restart`` drive a rolling (or all-at-once) upgrade or restart; ``failover`` moves the master
+role of the pair. The engine lives in the ``crane_engine`` utility; this module gives it the
+cluster through Salt's LocalClient and the master's event bus.
 """
 
 import contextlib
@@ -134,7 +134,7 @@ def drift(minion, event):
 
     .. code-block:: bash
 
-        salt-run crane.drift cn01 '{"kind": "service", "what": "craned is inactive", "mode": "heal"}'
+        salt-run crane.drift cn01 '{"kind": "service", "what": "craned is inactive"}'
     """
     report = __utils__["crane_drift.handle"](_SaltCluster(), str(minion), event or {})
     return _finish({**report, "retcode": 1 if report["result"] == "failed" else 0})

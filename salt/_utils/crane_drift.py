@@ -131,9 +131,9 @@ def find_drifts(base, facts):
 def new_events(drifts, seen, mode, now):
     """``(events, seen)``: an event for each drift not seen before, and the drifts to remember
     (only those still there, so a drift that comes back is new again)."""
+    fields = ("kind", "what", "key")
     events = [
-        {"tag": d["kind"], "kind": d["kind"], "what": d["what"], "key": d["key"],
-         "mode": mode, "time": now}  # fmt: skip
+        {"tag": d["kind"], **{f: d[f] for f in fields}, "mode": mode, "time": now}
         for d in drifts
         if d["key"] not in seen
     ]

@@ -69,14 +69,11 @@ def test_compute_baseline_watches_craned_and_csupervisor(minion):
 
 
 def test_a_bad_mode_fails_validation_naming_the_key(minion):
-    result = minion.call(
-        "crane.settings",
-        grains=node_grains("debian12", "cn03"),
-        pillar={**pillar_for("repo", control=False)} | {"crane": {
-            **pillar_for("repo", control=False)["crane"], "heal": {"mode": "fix"}}},  # fmt: skip
-    )
-    assert any(e.startswith("crane:heal:mode: 'fix' must be one of heal, report")
-               for e in result["settings_errors"]), result["settings_errors"]  # fmt: skip
+    pillar = pillar_for("repo", control=False)
+    pillar["crane"]["heal"] = {"mode": "fix"}
+    result = minion.call("crane.settings", grains=node_grains("debian12", "cn03"), pillar=pillar)
+    wanted = "crane:heal:mode: 'fix' must be one of heal, report"
+    assert any(e.startswith(wanted) for e in result["settings_errors"]), result["settings_errors"]
 
 
 def test_clean_removes_the_beacon_first(minion):
@@ -99,15 +96,10 @@ def test_the_reactor_hands_the_event_to_the_runner(minion):
     rendered = minion.call(
         "slsutil.renderer", string=text, default_renderer="jinja|yaml", data=event
     )
+    handed = {"kind": "config", "what": event["what"], "mode": "heal", "time": 12.5}
     assert rendered == {
         "crane-drift-cn01": {
-            "runner.crane.drift": [
-                {"args": [
-                    {"minion": "cn01"},
-                    {"event": {"kind": "config", "what": event["what"], "mode": "heal",
-                               "time": 12.5}},
-                ]}  # fmt: skip
-            ]
+            "runner.crane.drift": [{"args": [{"minion": "cn01"}, {"event": handed}]}]
         }
     }
     json.dumps(rendered)  # plain data

@@ -13,6 +13,8 @@ import pytest
 from tests.support.dunder import load
 
 CONFIG_TEXT = "# Managed by Salt\nClusterName: crane\n"
+SUPERVISOR = "/usr/libexec/csupervisor"
+APPLIED = "/etc/crane/config.yaml differs from the one last applied"
 
 
 def settings(**changes):
@@ -22,8 +24,10 @@ def settings(**changes):
         "services": ["craned"],
         "roles": ["compute"],
         "packages": {"craned": {}},
-        "binaries": {"craned": {"craned": "/usr/bin/craned", "csupervisor": "/usr/libexec/csupervisor"},
-                     "cranectld": {"cranectld": "/usr/bin/cranectld"}},  # fmt: skip
+        "binaries": {
+            "craned": {"craned": "/usr/bin/craned", "csupervisor": SUPERVISOR},
+            "cranectld": {"cranectld": "/usr/bin/cranectld"},
+        },
         "heal": {"enabled": True, "mode": "heal", "interval": 10},
     }
     data.update(changes)
@@ -54,7 +58,7 @@ def test_baseline_hashes_the_rendered_config_as_file_managed_writes_it():
 def test_baseline_watches_the_roles_services_and_binaries_and_has_no_time():
     found = base()
     assert found["services"] == ["craned"]
-    assert found["binaries"] == {"craned": "/usr/bin/craned", "csupervisor": "/usr/libexec/csupervisor"}
+    assert found["binaries"] == {"craned": "/usr/bin/craned", "csupervisor": SUPERVISOR}
     assert found["mode"] == "heal"
     assert found == base()  # a second apply writes the same file
 
@@ -91,8 +95,7 @@ def test_no_drift_when_the_node_is_as_applied():
 def test_edited_config_is_a_drift_by_hash_not_by_time():
     assert crane_drift.find_drifts(base(), facts(mtime=99)) == []  # touched, same content
     found = crane_drift.find_drifts(base(), facts(config_hash="f00", mtime=5))
-    assert found == [{"key": "config:f00:5", "kind": "config",
-                      "what": "/etc/crane/config.yaml differs from the one last applied"}]  # fmt: skip
+    assert found == [{"key": "config:f00:5", "kind": "config", "what": APPLIED}]
 
 
 def test_missing_config_is_a_drift():
