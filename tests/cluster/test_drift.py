@@ -12,7 +12,7 @@ import pytest
 
 from . import pillar
 from .conftest import after, booted
-from .formula import all_idle, wait_for
+from .formula import all_idle, apply, changed, results, wait_for
 from .spec import ClusterSpec, NodeSpec, env_spec
 from .test_upgrade import salt_run
 
@@ -91,6 +91,23 @@ def status_drift(cluster) -> dict:
     return data["drift"]
 
 
+def heal_states(result) -> dict:
+    """``{minion: {state id: state}}`` of the drift-healing states of an apply."""
+    return {m: {i: s for i, s in states.items() if i.startswith("crane-heal-")}
+            for m, states in result.items()}  # fmt: skip
+
+
+def test_a_second_apply_changes_nothing(dcluster):
+    again = apply(dcluster)
+    assert changed(again) == {}, changed(again)
+    assert results(again) == {True}
+    for minion, states in heal_states(again).items():
+        assert set(states) == {"crane-heal-baseline-file-serialize", "crane-heal-beacon"}, minion
+    baseline = dcluster.sh("cn01", "cat /var/lib/crane-formula/drift-baseline.json").stdout
+    assert json.loads(baseline)["services"] == ["craned"]
+    assert "crane_drift" in dcluster.sh("cn01", "cat /etc/salt/minion.d/beacons.conf").stdout
+
+
 def test_heal_brings_both_nodes_back(dcluster, flow):
     expected = config_hash(dcluster, "cn02")
     assert config_hash(dcluster, "cn01") == expected
@@ -144,6 +161,10 @@ def test_report_mode_only_records(dcluster, flow):
     after(flow, "healed")
     spec = dcluster.spec
     dcluster.write_pillar(*drift_pillar(spec, mode="report"))
+    planned = apply(dcluster, "cn01", test=True)  # test=True tells the truth
+    heal = heal_states(planned)["cn01"]
+    assert heal["crane-heal-baseline-file-serialize"]["result"] is None
+    assert heal["crane-heal-beacon"]["result"] is True  # the beacon itself is unchanged
     apply_all(dcluster)
     expected = config_hash(dcluster, "cn02")
     began = drift_both(dcluster)
