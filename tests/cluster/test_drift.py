@@ -42,8 +42,8 @@ def drift_pillar(spec: ClusterSpec, mode: str = "heal", priority: int = 5):
     return sls, top
 
 
-def apply_all(cluster) -> None:
-    proc = cluster.salt_cli("--timeout=600", "*", "state.apply", "crane")
+def apply_all(cluster, target: str = "*") -> None:
+    proc = cluster.salt_cli("--timeout=600", "-C", target, "state.apply", "crane")
     assert proc.returncode == 0, proc.stdout[-4000:]
 
 
@@ -129,6 +129,7 @@ def test_heal_brings_both_nodes_back(dcluster, flow):
     assert rows["cn02"]["drift"] == "craned is inactive"
     code, out, _ = salt_run(dcluster, "crane.status", out_json=False)
     assert code == 0, out
+    print(out)
     assert "HEAL" in out and "healed" in out
     flow["healed"] = True
 
@@ -165,7 +166,7 @@ def test_report_mode_only_records(dcluster, flow):
     heal = heal_states(planned)["cn01"]
     assert heal["crane-heal-baseline-file-serialize"]["result"] is None
     assert heal["crane-heal-beacon"]["result"] is True  # the beacon itself is unchanged
-    apply_all(dcluster)
+    apply_all(dcluster, "L@cn01,cn02")  # the nodes drifting below (the mode is per node)
     expected = config_hash(dcluster, "cn02")
     began = drift_both(dcluster)
     try:
