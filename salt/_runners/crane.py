@@ -2,11 +2,12 @@
 Master-side view and operations of a CraneSched cluster deployed by the crane formula.
 
 ``status`` prints the cluster as the control node's cinfo sees it (and, with ``crane:ha``, the
-Keepalived pair), ``health`` gives its verdict; ``upgrade`` and ``restart`` drive a rolling (or
-all-at-once) upgrade or restart (with ``crane:ha``: backup, failover, old master); ``failover``
-moves the master role of the pair. The engine
-lives in the ``crane_engine`` utility; this module gives it the cluster through Salt's
-LocalClient and the master's event bus.
+Keepalived pair, and the last drift and heal of each node), ``health`` gives its verdict;
+``drift`` records (and heals) what the ``crane_drift`` beacon reports; ``upgrade`` and
+``restart`` drive a rolling (or all-at-once) upgrade or restart (with ``crane:ha``: backup,
+failover, old master); ``failover`` moves the master role of the pair; ``join`` and ``leave``
+bring nodes in and out. The engine lives in the ``crane_engine`` utility; this module gives it
+the cluster through Salt's LocalClient and the master's event bus.
 """
 
 import contextlib
@@ -102,6 +103,9 @@ def status():
     cranectld and whether the backup is ready. No master (or two) is a problem; a backup that
     is missing or not ready is a warning (exit code 0).
 
+    With drift healing (``crane:heal``), a DRIFT table shows each node's last drift and heal
+    (time, what, result) as ``crane.drift`` recorded them.
+
     CLI Example:
 
     .. code-block:: bash
@@ -109,12 +113,35 @@ def status():
         salt-run crane.status
         salt-run crane.status --out=json
     """
-    data = __utils__["crane_engine.status"](_SaltCluster())
+    cluster = _SaltCluster()
+    data = __utils__["crane_engine.status"](cluster)
+    data["drift"] = __utils__["crane_drift.recorded"](cluster.state_dir)
     if not __opts__.get("output") and "rows" in data:
         # the table is the human view; the default outputter then only adds the verdict
-        print(__utils__["crane_engine.status_text"](data), flush=True)
+        text = __utils__["crane_engine.status_text"](data)
+        print(text + __utils__["crane_drift.status_text"](data["drift"]), flush=True)
         data = {k: data[k] for k in ("healthy", "problems", "retcode")}
     return _finish(data)
+
+
+def drift(minion, event):
+    """
+    Record a drift the ``crane_drift`` beacon reported on ``minion`` (the reactor's
+    ``salt/reactor/heal.sls`` calls this with the event) and, in mode ``heal``, re-apply the
+    node with ``state.apply crane`` (its validation included): one apply per node at a time,
+    events arriving meanwhile folded into one more round, nothing done while the pillar
+    differs from what was last applied there or a ``crane.upgrade``/``crane.restart`` runs.
+    The outcome (``healed``, ``failed``, ``gone``, ``skipped``, ``reported``) is the node's
+    last heal in ``crane.status``; a failed heal is not retried until the node drifts again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run crane.drift cn01 '{"kind": "service", "what": "craned is inactive"}'
+    """
+    report = __utils__["crane_drift.handle"](_SaltCluster(), str(minion), event or {})
+    return _finish({**report, "retcode": 1 if report["result"] == "failed" else 0})
 
 
 def health():

@@ -1101,6 +1101,7 @@ def roles(config, host_names, login_nodes=(), ha_pair=()):
 FORMULA_CHOICES = {
     "restart": ("on_change", "never"),
     "install:method": ("repo", "files", "binaries"),
+    "heal:mode": ("heal", "report"),
 }
 # Sections holding CraneSched's own files, checked key by key by ``validate``.
 FILE_SECTIONS = {"config": "config.yaml", "database": "database.yaml"}

@@ -296,6 +296,12 @@ def _lock_is_live(holder, host, now):
     return holder.get("host") != host or _alive(holder.get("pid"))
 
 
+def lock_holder(state_dir, now):
+    """The holder of a live run lock (``pid``, ``host``, ``action``, ``started``), or None."""
+    holder = _read_json(os.path.join(state_dir, LOCK_FILE))
+    return holder if _lock_is_live(holder, socket.gethostname(), now) else None
+
+
 def release_lock(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
@@ -474,7 +480,7 @@ def judge_status(data):
     return data
 
 
-def _table(rows, headers):
+def table(rows, headers):
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     return "\n".join(
         " ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -492,14 +498,14 @@ def status_text(data):
         for n, i in sorted(data["nodes"].items(), key=lambda x: crane_hostlist.natural_key(x[0]))
     ]
     text = [
-        _table(rows, ["PARTITION", "STATE", "NODES", "NODELIST", "REASON"]),
+        table(rows, ["PARTITION", "STATE", "NODES", "NODELIST", "REASON"]),
         "",
-        _table(nodes, ["NODE", "STATE", "VERSION", "CONFIG"]),
+        table(nodes, ["NODE", "STATE", "VERSION", "CONFIG"]),
         "",
     ]
     if data.get("ha"):
         headers = ["CONTROL", "ROLE", "KEEPALIVED", "CRANECTLD", "READY"]
-        text += [_table(pair_rows(data["ha"]), headers), ""]
+        text += [table(pair_rows(data["ha"]), headers), ""]
     text += data["problems"] or ["healthy; config.yaml identical on every node"]
     text += [f"warning: {w}" for w in data.get("warnings", [])]
     return "\n".join(text)

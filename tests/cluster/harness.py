@@ -405,9 +405,8 @@ class Cluster:
             },
             "pillar_roots": {"base": [str(self.run_dir / "pillar")]},
             "ext_pillar": [],
+            "reactor": [{tag: [sls]} for tag, sls in self.spec.reactors],
         }
-        if self.spec.reactors:
-            config["reactor"] = [{tag: [sls]} for tag, sls in self.spec.reactors]
         self.master_dir.mkdir(parents=True, exist_ok=True)
         (self.master_dir / "master").write_text(json.dumps(config, indent=1))
         cmd = [sys.executable, str(self.venv / "bin" / "salt-master"), "-c", str(self.master_dir)]

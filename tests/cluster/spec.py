@@ -50,7 +50,7 @@ class ClusterSpec:
     repo_versions: tuple[str, ...] = ("1.1.2", "1.1.3")
     # (name, host number on the subnet): extra /etc/hosts entries, e.g. a virtual IP's name
     aliases: tuple[tuple[str, int], ...] = ()
-    # (event tag, sls path): the master's reactor configuration
+    # (event tag, reactor SLS as a salt:// path): the master's reactor list
     reactors: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):

@@ -10,6 +10,7 @@ import pathlib
 import crane_cinfo
 import crane_config
 import crane_elastic
+import crane_drift
 import crane_firewall
 import crane_gres
 import crane_ha
@@ -24,6 +25,7 @@ UTIL_MODULES = (
     crane_cinfo,
     crane_config,
     crane_elastic,
+    crane_drift,
     crane_firewall,
     crane_gres,
     crane_hostlist,

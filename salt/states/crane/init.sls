@@ -23,6 +23,7 @@ include:
   - .verify
   - .pam
   - .grains
+  - .heal
 {%- else %}
 {#- No role: still check the config, so a broken one is an error rather than a silent no-op. #}
 
