@@ -9,8 +9,8 @@ import pathlib
 
 import crane_cinfo
 import crane_config
-import crane_elastic
 import crane_drift
+import crane_elastic
 import crane_firewall
 import crane_gres
 import crane_ha
@@ -24,8 +24,8 @@ SALT_DIR = pathlib.Path(__file__).resolve().parents[2] / "salt"
 UTIL_MODULES = (
     crane_cinfo,
     crane_config,
-    crane_elastic,
     crane_drift,
+    crane_elastic,
     crane_firewall,
     crane_gres,
     crane_hostlist,
