@@ -43,7 +43,7 @@ lint: $(V3008)/.done
 	$(V3008)/bin/ruff check salt tests bench
 	$(V3008)/bin/ruff format --check salt tests bench
 	$(V3008)/bin/yamllint -s .
-	find salt/states pillar -name '*.sls' -print0 | xargs -0 -r $(V3008)/bin/salt-lint
+	find salt/states salt/reactor pillar -name '*.sls' -print0 | xargs -0 -r $(V3008)/bin/salt-lint
 
 # Unit, functional and render tests on the LTS release.
 test-3006: $(V3006)/.done
