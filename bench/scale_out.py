@@ -44,7 +44,7 @@ from bench.converge import (
     write_plain_sls,
 )
 from bench.registry import benchmark
-from bench.table import Row
+from bench.table import Row, format_table
 from bench.upgrade import salt_run
 from tests.cluster.scale import (
     CONTROL,
@@ -271,6 +271,7 @@ def measure_size(cluster, extra_root):
 def measure(cluster, steps, extra_root):
     figures = {"boot": cluster.timings["boot_to_minions"], "sizes": {}, "growth": {}}
     figures["bare"] = memory_summary(cluster, cluster.spec.hostnames("compute"))
+    figures["inotify"] = statistics.median(map(cluster.node_inotify, cluster.spec.hostnames()))
     log(f"{steps[0]} nodes: converging with crane (set-up)")
     apply_sls(cluster, "crane")
     wait_all_idle(cluster)
@@ -279,6 +280,7 @@ def measure(cluster, steps, extra_root):
             log(f"growing to {size} compute nodes")
             figures["growth"][size] = GROW(cluster, size)
         figures["sizes"][size] = measure_size(cluster, extra_root)
+        log(format_table(size_rows(size, figures["sizes"][size]), title=f"{size} nodes"))
     check_idle(cluster, "before the rolling restart")
     log(f"rolling restart batch={RESTART_BATCH}")
     figures["restart"] = rolling_restart(cluster)
@@ -409,7 +411,8 @@ def node_rows(figures, default, steps):
         Row(NAME, "node cost: bare compute node, PSS of its processes", light["pss"], "MiB",
             "the test cluster's usual node", bare["pss"],
             f"median; RSS {light['rss']:.0f} MiB (usual {bare['rss']:.0f}); RAM file systems "
-            f"{light['tmpfs']:.1f} MiB (usual {bare['tmpfs']:.1f})"),
+            f"{light['tmpfs']:.1f} MiB (usual {bare['tmpfs']:.1f}); "
+            f"{figures['inotify']:.0f} inotify instances"),
         Row(NAME, f"boot {n} nodes to every minion answering", figures["boot"], "s",
             "the test cluster's usual nodes", boot, f"{n} nodes started together"),
         Row(NAME, f"node cost: converged compute node at {steps[-1]} nodes",

@@ -29,6 +29,10 @@ from .spec import ClusterSpec, NodeSpec, env_spec
 CONTROL = "cranectl"
 MASKED_UNITS = ("ssh.service", "systemd-logind.service")
 BOOT_BATCH = 8
+# inotify instances one booted node holds (systemd, journald, networkd, dbus, the minion): all
+# run as root, whose instances the host caps at fs.inotify.max_user_instances (128 by default)
+INOTIFY_PER_NODE = 6
+INOTIFY_LIMIT = pathlib.Path("/proc/sys/fs/inotify/max_user_instances")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -116,14 +120,31 @@ class ScaleCluster(harness.Cluster):
     def boot_nodes(self, hostnames: list[str], batch: int = BOOT_BATCH) -> None:
         """Boot nodes ``batch`` at a time; each batch's minions answer before the next boots.
         Their custom modules are synced and the pillar refreshed."""
+        check_inotify(len(hostnames))
         for start in range(0, len(hostnames), batch):
             chunk = hostnames[start : start + batch]
             for hostname in chunk:
                 self._boot(hostname)
-            self.wait_for_minions(chunk)
+            try:
+                self.wait_for_minions(chunk)
+            except harness.ClusterError as exc:
+                silent = [name for name in chunk if f"'{name}'" in str(exc)]
+                raise harness.ClusterError(f"{exc}\n{self.minion_report(silent)}") from None
         self._record_bridge_ports()
         if hostnames:
             self.salt(",".join(hostnames), "saltutil.sync_all", tgt_type="list", timeout=300)
+
+    def minion_report(self, hostnames: list[str]) -> str:
+        """The salt-minion unit's state and last journal lines on each node."""
+        command = "systemctl is-active salt-minion; journalctl -u salt-minion -n 12 --no-pager"
+        return "\n".join(
+            f"--- {name}:\n{self.sh(name, command, timeout=60).stdout.strip()}"
+            for name in hostnames
+        )
+
+    def node_inotify(self, hostname: str) -> int:
+        """inotify instances the node's processes hold."""
+        return sum(inotify_instances(pid) for pid in self.node_pids(hostname))
 
     def stop_nodes(self, hostnames: list[str]) -> None:
         """Shut nodes down together (their overlays, hence all their changes, are discarded)."""
@@ -169,6 +190,31 @@ class ScaleCluster(harness.Cluster):
         """MiB used on the node's RAM-backed file systems (overlay upper dir, /run, /tmp)."""
         out = self.sh(hostname, "df -k --output=used / /run /tmp", timeout=30).stdout
         return sum(int(v) for v in out.split()[1:] if v.isdigit()) / 1024
+
+
+def inotify_instances(pid: int) -> int:
+    """inotify instances among a process's open files."""
+    count = 0
+    with contextlib.suppress(OSError):
+        for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                count += os.readlink(fd) == "anon_inode:inotify"
+    return count
+
+
+def check_inotify(nodes: int, limit_file: pathlib.Path = INOTIFY_LIMIT) -> None:
+    """ClusterError before booting ``nodes`` more nodes when root's inotify instances would
+    run out: a node's systemd then exits at once ("Failed to allocate manager object: Too many
+    open files") and its minion never answers."""
+    limit = int(limit_file.read_text())
+    used = sum(inotify_instances(int(p.name)) for p in pathlib.Path("/proc").glob("[0-9]*"))
+    needed = nodes * INOTIFY_PER_NODE
+    if used + needed > limit:
+        raise harness.ClusterError(
+            f"{nodes} more nodes need about {needed} inotify instances and {used} of "
+            f"fs.inotify.max_user_instances={limit} are in use: raise it first, e.g. "
+            f"sysctl -w fs.inotify.max_user_instances={max(1024, 2 * (used + needed))}"
+        )
 
 
 def smaps_rollup(pid: int) -> dict[str, int]:

@@ -142,6 +142,7 @@ def test_rows_of_a_whole_run():
     growth = {16: scale_out.Growth(["cn06"] * 11, 110.0, {"boot": 20.0, "restart": 50.0})}
     figures = {
         "boot": 12.0,
+        "inotify": 5,
         "bare": {"pss": 70.0, "rss": 130.0, "tmpfs": 3.0},
         "sizes": sizes,
         "growth": growth,
@@ -171,3 +172,12 @@ def test_light_unit_fails_loudly_when_the_harness_unit_changes(cluster, monkeypa
     with pytest.raises(harness.ClusterError, match="salt-minion"):
         cluster._write_node_files()
     assert pathlib.Path(cluster.run_dir).is_dir()
+
+
+def test_booting_stops_before_root_runs_out_of_inotify_instances(tmp_path):
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("10\n")
+    with pytest.raises(harness.ClusterError, match=r"fs\.inotify\.max_user_instances=10"):
+        scale.check_inotify(100, limit)
+    limit.write_text("1000000\n")
+    scale.check_inotify(2, limit)
