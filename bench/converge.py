@@ -67,14 +67,22 @@ def missing_prerequisites():
 # --- the plain SLS -------------------------------------------------------------------------
 
 
-def plain_states(highstate):
-    """One minion's ``state.show_sls crane`` as a plain SLS: Salt's own states only."""
+# The formula's states that write a file from data read on the node (database.yaml: the
+# secrets never travel in SLS data): the plain SLS writes the same file with file.managed and
+# the file's content, read from a converged node, as literal data.
+FILE_STATES = {"database_file": {"user": "crane", "group": "crane", "mode": "0600"}}
+
+
+def plain_states(highstate, files=None):
+    """One minion's ``state.show_sls crane`` as a plain SLS: Salt's own states only.
+    ``files``: ``{path: content}`` of the files the formula's own file states write."""
     kept = {}
     for state_id, body in highstate.items():
         modules = [key for key in body if not key.startswith("__")]
-        if len(modules) != 1 or modules[0] not in PLAIN_MODULES:
-            continue
-        kept[state_id] = (modules[0], body[modules[0]])
+        if modules == ["crane"] and is_file_state(body["crane"]):
+            kept[state_id] = ("file", literal_file(state_id, body["crane"], files or {}))
+        elif len(modules) == 1 and modules[0] in PLAIN_MODULES:
+            kept[state_id] = (modules[0], body[modules[0]])
     plain = {}
     for state_id, (module, args) in kept.items():
         clean = []
@@ -82,11 +90,8 @@ def plain_states(highstate):
             if isinstance(arg, dict) and len(arg) == 1:
                 key, value = next(iter(arg.items()))
                 if key.removesuffix("_in") in REQUISITES:
-                    value = [
-                        req
-                        for req in value
-                        if not isinstance(req, dict) or all(v in kept for v in req.values())
-                    ]
+                    value = [kept_requisite(req, kept) for req in value]
+                    value = [req for req in value if req is not None]
                     if not value:
                         continue
                 clean.append({key: value})
@@ -96,14 +101,63 @@ def plain_states(highstate):
     return plain
 
 
-def write_plain_sls(root, show_sls):
-    """``<root>/bench_plain/init.sls``: each minion's plain states, chosen by its id."""
+def is_file_state(args):
+    """Whether a ``crane.*`` state's arguments are those of a formula file state."""
+    return any(isinstance(arg, str) and arg in FILE_STATES for arg in args)
+
+
+def kept_requisite(req, kept):
+    """A requisite on kept states, on their plain module; None when it names another."""
+    if not isinstance(req, dict):
+        return req
+    if not all(v in kept for v in req.values()):
+        return None
+    return {kept[v][0]: v for v in req.values()}
+
+
+def literal_file(state_id, args, files):
+    """A formula file state (``crane.database_file``) as ``file.managed`` arguments."""
+    function = next(a for a in args if isinstance(a, str))
+    options = dict(FILE_STATES[function])
+    options.update(next(iter(a.items())) for a in args if isinstance(a, dict) and len(a) == 1)
+    path = options.setdefault("name", state_id)
+    if path not in files:
+        raise RuntimeError(f"the plain SLS needs the content of {path} from a converged node")
+    options.update(contents=files[path], show_changes=False)
+    return ["managed", *({k: v} for k, v in options.items())]
+
+
+def file_paths(highstate):
+    """Paths of the files the formula's own file states write, in one minion's show_sls."""
+    paths = []
+    for state_id, body in highstate.items():
+        args = body.get("crane") if isinstance(body, dict) else None
+        if args and is_file_state(args):
+            names = [a["name"] for a in args if isinstance(a, dict) and "name" in a]
+            paths.append(names[0] if names else state_id)
+    return paths
+
+
+def read_files(cluster, show_sls):
+    """``{minion: {path: content}}`` of those files on the (converged) nodes."""
+    found = {}
+    for minion, highstate in show_sls.items():
+        for path in file_paths(highstate) if isinstance(highstate, dict) else []:
+            text = cluster.sh(minion, f"cat {path}", check=True, timeout=30).stdout
+            found.setdefault(minion, {})[path] = text
+    return found
+
+
+def write_plain_sls(root, show_sls, files=None):
+    """``<root>/bench_plain/init.sls``: each minion's plain states, chosen by its id.
+    ``files``: ``{minion: {path: content}}`` (:func:`read_files`)."""
     blocks = []
     for index, (minion, highstate) in enumerate(sorted(show_sls.items())):
         if not isinstance(highstate, dict):
             raise RuntimeError(f"state.show_sls crane failed on {minion}: {highstate}")
         keyword = "if" if index == 0 else "elif"
-        text = yaml.safe_dump(plain_states(highstate), default_flow_style=False, width=1000)
+        states = plain_states(highstate, (files or {}).get(minion))
+        text = yaml.safe_dump(states, default_flow_style=False, width=1000)
         blocks.append(f"{{% {keyword} grains['id'] == {json.dumps(minion)} %}}")
         blocks.append(f"{{% raw %}}\n{text}{{% endraw %}}")
     blocks.append("{% endif %}")
@@ -228,13 +282,18 @@ class BenchCluster(harness.Cluster):
         self.extra_root = str(extra_root)
 
     def _start_master(self):
-        # The master reads master.d/*.conf next to its config file, after it.
-        roots = [str(self.repo_root / "salt" / "states"), str(self.repo_root / "salt")]
-        roots.append(self.extra_root)
-        include = self.master_dir / "master.d"
-        include.mkdir(parents=True, exist_ok=True)
-        (include / "bench.conf").write_text(json.dumps({"file_roots": {"base": roots}}))
+        add_file_root(self, self.extra_root)
         super()._start_master()
+
+
+def add_file_root(cluster, extra_root):
+    """The formula's file roots and ``extra_root`` on the cluster's master (before it starts:
+    the master reads master.d/*.conf next to its config file, after it)."""
+    roots = [str(cluster.repo_root / "salt" / "states"), str(cluster.repo_root / "salt")]
+    roots.append(str(extra_root))
+    include = cluster.master_dir / "master.d"
+    include.mkdir(parents=True, exist_ok=True)
+    (include / "bench.conf").write_text(json.dumps({"file_roots": {"base": roots}}))
 
 
 def reboot_bare(cluster):
@@ -270,7 +329,7 @@ def measure(cluster, extra_root):
     log("state.apply crane on bare nodes")
     ours_converge, ours_apply, ours_changed = converge(cluster, "crane")
     show = cluster.salt("*", "state.show_sls", "crane", timeout=300)
-    write_plain_sls(extra_root, show)
+    write_plain_sls(extra_root, show, read_files(cluster, show))
     log("warm-up: the plain SLS on the converged cluster")
     _seconds, (failed, changed, _) = apply(cluster, PLAIN_SLS)
     if failed:
