@@ -951,15 +951,6 @@ def _read_json(path):
     return data if isinstance(data, dict) else {}
 
 
-def _write_json(path, data):
-    """Write atomically (a crash never leaves half a record), readable by root only."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def drains_record():
     """
     The drains recorded before a cranectld restart and not yet restored: ``{node: reason}``
@@ -995,7 +986,7 @@ def drains_save():
     record = drains_record()
     record.update(_current_drains())
     if record:
-        _write_json(_drains_path(), record)
+        __utils__["crane_engine.write_json"](_drains_path(), record)
     return record
 
 
@@ -1054,7 +1045,7 @@ def drains_restore(timeout=60):
         elif outcome == "pending":
             pending[node] = reason
     if pending:
-        _write_json(_drains_path(), pending)
+        __utils__["crane_engine.write_json"](_drains_path(), pending)
     elif os.path.exists(_drains_path()):
         os.remove(_drains_path())
     return {"restored": restored, "pending": pending}

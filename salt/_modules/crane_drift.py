@@ -86,7 +86,7 @@ def _drifts(base):
 
 
 def _read_baseline(state_dir=None):
-    return __utils__["crane_drift.read_json"](
+    return __utils__["crane_engine.read_json"](
         __utils__["crane_drift.node_path"]("baseline", state_dir)
     )
 
@@ -147,10 +147,10 @@ def scan(state_dir=None):
     if not base:
         return []
     seen_path = __utils__["crane_drift.node_path"]("seen", state_dir)
-    seen = __utils__["crane_drift.read_json"](seen_path)
+    seen = __utils__["crane_engine.read_json"](seen_path)
     events, now_seen = __utils__["crane_drift.new_events"](
         _drifts(base), seen, base.get("mode"), time.time()
     )
     if now_seen != seen:
-        __utils__["crane_drift.write_json"](seen_path, now_seen)
+        __utils__["crane_engine.write_json"](seen_path, now_seen)
     return events

@@ -140,24 +140,6 @@ def new_events(drifts, seen, mode, now):
     return events, {d["key"]: seen.get(d["key"], now) for d in drifts}
 
 
-def read_json(path):
-    """A JSON object from ``path``; {} when it is missing or not one."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_json(path, data):
-    """Replace ``path`` atomically."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".new", "w", encoding="utf-8") as handle:
-        json.dump(data, handle, sort_keys=True)
-    os.replace(path + ".new", path)
-
-
 # --- the master: the record ------------------------------------------------------------------
 
 
@@ -174,7 +156,7 @@ class Store:
         self.path = os.path.join(state_dir, RECORD_FILE)
 
     def read(self):
-        return read_json(self.path).get("nodes") or {}
+        return crane_engine.read_json(self.path).get("nodes") or {}
 
     @contextlib.contextmanager
     def changing(self):
@@ -184,7 +166,7 @@ class Store:
             fcntl.flock(lock, fcntl.LOCK_EX)
             nodes = self.read()
             yield nodes
-            write_json(self.path, {"nodes": nodes})
+            crane_engine.write_json(self.path, {"nodes": nodes})
 
     def heal_lock(self, minion):
         """An open file holding this minion's heal lock, or None while another heal of it

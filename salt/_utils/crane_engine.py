@@ -272,7 +272,7 @@ def acquire_lock(state_dir, action, now):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            holder = _read_json(path)
+            holder = read_json(path)
             if _lock_is_live(holder, mine["host"], now):
                 raise StepError(
                     f"another crane.{holder.get('action', 'run')} is in progress (pid "
@@ -298,7 +298,7 @@ def _lock_is_live(holder, host, now):
 
 def lock_holder(state_dir, now):
     """The holder of a live run lock (``pid``, ``host``, ``action``, ``started``), or None."""
-    holder = _read_json(os.path.join(state_dir, LOCK_FILE))
+    holder = read_json(os.path.join(state_dir, LOCK_FILE))
     return holder if _lock_is_live(holder, socket.gethostname(), now) else None
 
 
@@ -307,7 +307,8 @@ def release_lock(path):
         os.remove(path)
 
 
-def _read_json(path):
+def read_json(path):
+    """A JSON object from ``path``; {} when it is missing, unreadable or not an object."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -316,13 +317,22 @@ def _read_json(path):
     return data if isinstance(data, dict) else {}
 
 
+def write_json(path, data):
+    """Replace ``path`` atomically (a crash never leaves half a file), readable by root only."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.new"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
 # --- the run record: what an unfinished run has done -----------------------------------------
 
 
 def load_record(state_dir, key):
     """``{node or minion: why}`` done by an unfinished earlier run with the same ``key``
     (command, version, config hash): a restart has no version to tell done nodes by."""
-    record = _read_json(os.path.join(state_dir, RECORD_FILE))
+    record = read_json(os.path.join(state_dir, RECORD_FILE))
     if record.get("key") != key:
         return {}
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.get("started", 0)))
@@ -332,13 +342,11 @@ def load_record(state_dir, key):
 def save_record(state_dir, key, started, done):
     """Add ``done`` to the run record (a new one when ``key`` differs)."""
     path = os.path.join(state_dir, RECORD_FILE)
-    old = _read_json(path)
+    old = read_json(path)
     if old.get("key") == key:
         started = old.get("started", started)
         done = sorted(set(old.get("done", [])) | set(done))
-    with open(path + ".new", "w", encoding="utf-8") as handle:
-        json.dump({"key": key, "started": started, "done": sorted(done)}, handle)
-    os.replace(path + ".new", path)
+    write_json(path, {"key": key, "started": started, "done": sorted(done)})
 
 
 def clear_record(state_dir):

@@ -11,6 +11,7 @@ import crane_cinfo
 import crane_config
 import crane_drift
 import crane_elastic
+import crane_engine
 import crane_firewall
 import crane_gres
 import crane_ha
@@ -26,6 +27,7 @@ UTIL_MODULES = (
     crane_config,
     crane_drift,
     crane_elastic,
+    crane_engine,
     crane_firewall,
     crane_gres,
     crane_hostlist,

@@ -11,6 +11,12 @@ the VIP's holder runs cranectld; compute nodes register again after every cranec
 from tests.support.fake_cluster import Failed, FakeCluster
 
 PAIR = ("ctl1", "ctl2")
+# (how the backup ctl2 is broken, the words naming it): a backup that cannot take over
+UNREADY_BACKUPS = (
+    (lambda p: p.dead.update(ctl2=False), "ctl2: no answer"),
+    (lambda p: p.members["ctl2"].update(alive=True), "ctl2: its alive file exists"),
+    (lambda p: p.members["ctl2"].update(cranectld=True), "ctl2: cranectld runs although"),
+)
 WEIGHT = 20
 
 

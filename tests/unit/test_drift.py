@@ -189,7 +189,7 @@ class Node:
         found = module.baseline()
         found["config_path"] = str(self.config)
         found["binaries"] = {"csupervisor": str(self.binary)}
-        crane_drift.write_json(crane_drift.node_path("baseline", str(self.state_dir)), found)
+        crane_engine.write_json(crane_drift.node_path("baseline", str(self.state_dir)), found)
 
 
 @pytest.fixture

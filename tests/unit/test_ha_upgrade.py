@@ -5,7 +5,7 @@ nodes; every failure leaves a master that serves, and a re-run resumes. Millisec
 import crane_engine
 import pytest
 
-from tests.support.fake_pair import FakePair
+from tests.support.fake_pair import UNREADY_BACKUPS, FakePair
 
 COMPUTE = ["cn01", "cn02", "cn03", "cn04"]
 PAIR_CALLS = ("state.apply", "service.stop", "service.start", "crane.backup_db")
@@ -159,14 +159,7 @@ def test_a_failover_that_does_not_serve_fails_back_to_the_old_master(pair):
     assert serves(pair, "ctl1") and pair.members["ctl2"]["keepalived"]
 
 
-@pytest.mark.parametrize(
-    ("setup", "expected"),
-    [
-        (lambda p: p.dead.update(ctl2=False), "ctl2: no answer"),
-        (lambda p: p.members["ctl2"].update(alive=True), "ctl2: its alive file exists"),
-        (lambda p: p.members["ctl2"].update(cranectld=True), "ctl2: cranectld runs although"),
-    ],
-)
+@pytest.mark.parametrize(("setup", "expected"), UNREADY_BACKUPS)
 def test_a_backup_that_cannot_take_over_stops_the_run_before_anything(pair, setup, expected):
     setup(pair)
     report = upgrade(pair)
