@@ -212,8 +212,9 @@ def installed(cluster, node):
 
 
 def test_backup_minion_lost_mid_upgrade_stops_with_the_master_serving(hcluster, flow):
-    """The backup's salt-minion stops while its packages are being installed (an apt hook stops
-    it as dpkg starts): the run names ctl2 and stops before the failover, with ctl1 still
+    """The backup's salt-minion dies while its packages are being installed (an apt hook kills
+    every process of the unit, the apply's included, as dpkg starts; a plain stop let the apply
+    finish first at random): the run names ctl2 and stops before the failover, with ctl1 still
     serving on 1.1.2, no cranectld on ctl2 and no compute node touched."""
     after(flow, "deployed")
     code, _, err = salt_run(hcluster, "saltutil.sync_all")  # runners and utils on the master
@@ -221,7 +222,7 @@ def test_backup_minion_lost_mid_upgrade_stops_with_the_master_serving(hcluster, 
     hook = "/etc/apt/apt.conf.d/99-test-minion-lost"
     hcluster.sh(
         "ctl2",
-        f"echo 'DPkg::Pre-Invoke {{\"systemctl --no-block stop salt-minion\";}};' > {hook}",
+        f"echo 'DPkg::Pre-Invoke {{\"systemctl kill -s KILL salt-minion\";}};' > {hook}",
         check=True,
     )
     try:
