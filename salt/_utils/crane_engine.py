@@ -1493,7 +1493,10 @@ class Failover:
             self.gap(old, in_gap, began + timeout)
         self.cluster.progress(f"stopping {unit} on {old}: {target} takes the virtual IP")
         self.minions.one(old, "service.stop", [unit])
-        self.minions.one(target, "service.start", [unit])
+        try:
+            self.minions.one(target, "service.start", [unit])
+        except StepError as exc:
+            self.target_lost(old, unit, exc, timeout)
         waiting = self.wait(target, began + timeout)
         if waiting:
             raise SwitchTimeout(
@@ -1527,6 +1530,30 @@ class Failover:
             raise GapFailed(
                 f"{exc}; no failover: cranectld started again on {old}, {state}"
             ) from exc
+
+    def target_lost(self, old, unit, exc, timeout):
+        """The target did not answer as it was told to take over. Its keepalived, running as
+        the backup, may have taken the VIP all the same: when cinfo through the VIP (asked on
+        ``old``) shows every node within ``timeout``, the cluster is left serving there;
+        otherwise ``old``'s keepalived starts again and takes the role back (``GapFailed``).
+        Either way the run stops: the target cannot be checked."""
+        deadline = self.cluster.now() + timeout
+        while True:
+            health = self.health(old)
+            if isinstance(health, dict) and health.get("healthy"):
+                lost = self.redrain(old, self.last_before)["lost"]
+                raise StepError(
+                    f"{exc}; the virtual IP serves every node all the same (its {unit} took "
+                    f"over; drains not restored: {lost or 'none'}): repair its minion, then "
+                    "run again"
+                ) from exc
+            if self.cluster.now() >= deadline:
+                break
+            self.cluster.sleep(POLL)
+        self.minions.one(old, "service.start", [unit])
+        waiting = self.wait(old, self.cluster.now() + timeout)
+        state = f", not serving every node yet: {waiting}" if waiting else ""
+        raise GapFailed(f"{exc}; no failover: {old} is master again{state}") from exc
 
     def fail_back(self, ha, old, target, before, timeout):
         """After a failover that did not serve in time: cranectld and keepalived stopped on

@@ -29,6 +29,7 @@ class FakePair(FakeCluster):
             self.installed[name] = "1.1.2"
             self.hashes[name] = "h1"
         self.priorities = {"ctl1": 100, "ctl2": 90}
+        self.minion_only = set()  # dead members whose node (keepalived, cranectld) still runs
         self.ctld_broken = set()  # members whose cranectld exits at once (a bad new version)
         self.backups = []  # (minion, whether any cranectld ran) per crane.backup_db
         self.grain_versions = dict.fromkeys(PAIR, "1.1.2")  # crane:version, set by the formula
@@ -43,7 +44,8 @@ class FakePair(FakeCluster):
         return self.priorities[name] - (WEIGHT if failing else 0)
 
     def elect(self):
-        running = [n for n in PAIR if self.members[n]["keepalived"] and n not in self.dead]
+        up = [n for n in PAIR if n not in self.dead or n in self.minion_only]
+        running = [n for n in up if self.members[n]["keepalived"]]
         new = max(running, key=self.effective, default=None)
         old = next((n for n in PAIR if self.members[n]["vip"]), None)
         for name in PAIR:

@@ -160,3 +160,33 @@ def test_without_ha_failover_refuses(tmp_path):
     report = crane_engine.failover(FakeCluster(tmp_path))
     assert report["retcode"] == 1
     assert report["comment"] == "crane:ha is not enabled: there is no pair to fail over"
+
+
+def lose_ctl2_minion(pair, node_too):
+    """ctl2's minion is gone as it is told to take over; with ``node_too`` its node as well."""
+    pair.dead["ctl2"] = False
+    if not node_too:
+        pair.minion_only.add("ctl2")
+    pair.elect()
+
+
+def test_a_backup_node_lost_as_it_is_told_to_take_over_hands_the_role_back(pair):
+    pair.drained["cn02"] = "disk replacement"
+    pair.hooks[("service.start", "ctl2")] = lambda: pair.stop_node("ctl2")
+    report = crane_engine.failover(pair)
+    assert report["result"] is False and report["retcode"] == 1
+    assert "ctl2 did not answer service.start" in report["comment"]
+    assert "no failover: ctl1 is master again" in report["comment"]
+    assert pair.master() == "ctl1" and pair.ctld_running
+    assert pair.drained == {"cn02": "disk replacement"}  # drained again after the restart
+
+
+def test_a_backup_minion_lost_while_its_keepalived_takes_over_leaves_it_serving(pair):
+    pair.drained["cn02"] = "disk replacement"
+    pair.hooks[("service.start", "ctl2")] = lambda: lose_ctl2_minion(pair, node_too=False)
+    report = crane_engine.failover(pair)
+    assert report["result"] is False and report["retcode"] == 1
+    assert "the virtual IP serves every node all the same" in report["comment"]
+    assert pair.master() == "ctl2" and pair.ctld_running
+    assert not pair.members["ctl1"]["keepalived"]  # not started: it would take the role back
+    assert pair.drained == {"cn02": "disk replacement"}

@@ -196,3 +196,13 @@ def test_restart_goes_backup_failover_old_master_and_a_rerun_resumes(pair):
     assert [c[:2] for c in pair_calls(pair)] == [("state.apply", "ctl1")]
     assert serves(pair, "ctl1")  # ctl1's keepalived runs again: its priority takes over
     assert not pair.calls("crane.backup_db")  # no failover, no cranectld stopped by the run
+
+
+def test_a_backup_node_lost_at_the_failover_stops_the_run_with_the_old_master_serving(pair):
+    pair.hooks[("service.start", "ctl2")] = lambda: pair.stop_node("ctl2")
+    report = upgrade(pair)
+    assert report["retcode"] == 1
+    assert report["Error"].startswith("failover to ctl2: ctl2 did not answer service.start")
+    assert "no failover: ctl1 is master again" in report["Error"]
+    assert serves(pair, "ctl1") and pair.members["ctl1"]["keepalived"]
+    assert not any(pair.calls("state.apply", node) for node in COMPUTE)
