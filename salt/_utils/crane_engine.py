@@ -1578,7 +1578,12 @@ class Failover:
         while True:
             view = pair_view(self.minions, ha)
             master = view["master"]
-            waiting = "; ".join(view["problems"]) or self.missing(master) or self.second(view)
+            waiting = (
+                "; ".join(view["problems"])
+                or self.preempting(ha, view)
+                or self.missing(master)
+                or self.second(view)
+            )
             if not waiting:
                 break
             if self.cluster.now() >= deadline:
@@ -1586,6 +1591,19 @@ class Failover:
             self.cluster.sleep(POLL)
         self.redrain(master, before)
         return master
+
+    @staticmethod
+    def preempting(ha, view):
+        """The backup will take the VIP (its keepalived runs with the higher priority and no
+        stale alive file lowers it): the role is about to move, so the pair has not settled."""
+        backup, master = view["backup"], view["master"]
+        state = view["nodes"].get(backup)
+        if not isinstance(state, dict) or not state.get("keepalived") or state.get("alive_file"):
+            return ""
+        priorities = ha.get("priorities") or {}
+        if priorities.get(backup, 0) > priorities.get(master, 0):
+            return f"{backup} (higher priority) has not taken the virtual IP back yet"
+        return ""
 
     @staticmethod
     def second(view):

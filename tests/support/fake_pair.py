@@ -29,6 +29,8 @@ class FakePair(FakeCluster):
             self.installed[name] = "1.1.2"
             self.hashes[name] = "h1"
         self.priorities = {"ctl1": 100, "ctl2": 90}
+        self.preempt_delay = 0.0  # seconds before a higher priority takes the VIP from a master
+        self.preempt_at = None
         self.minion_only = set()  # dead members whose node (keepalived, cranectld) still runs
         self.ctld_broken = set()  # members whose cranectld exits at once (a bad new version)
         self.backups = []  # (minion, whether any cranectld ran) per crane.backup_db
@@ -43,18 +45,22 @@ class FakePair(FakeCluster):
         failing = member["alive"] and not member["cranectld"]
         return self.priorities[name] - (WEIGHT if failing else 0)
 
-    def elect(self):
+    def elect(self, due=False):
         up = [n for n in PAIR if n not in self.dead or n in self.minion_only]
         running = [n for n in up if self.members[n]["keepalived"]]
         new = max(running, key=self.effective, default=None)
         old = next((n for n in PAIR if self.members[n]["vip"]), None)
+        if new != old and old in running and self.preempt_delay and not due:
+            self.preempt_at = self.clock + self.preempt_delay  # VRRP adverts: not at once
+            return
+        self.preempt_at = None
         for name in PAIR:
             self.members[name]["vip"] = name == new
         if new != old:
-            if new and not any(self.members[n]["cranectld"] for n in PAIR):
-                self.ctld_start(new)  # notify_master: the lock is free
             if old in running:
                 self.ctld_stop(old)  # notify_backup
+            if new and not any(self.members[n]["cranectld"] for n in PAIR):
+                self.ctld_start(new)  # notify_master: the lock is free
         self.sync()
 
     def ctld_start(self, name):
@@ -83,6 +89,8 @@ class FakePair(FakeCluster):
         return {**super()._crane_settings(minion), "ha": ha}
 
     def _crane_ha_status(self, minion):
+        if self.preempt_at is not None and self.clock >= self.preempt_at:
+            self.elect(due=True)
         member = self.members[minion]
         return {"master": member["vip"], "keepalived": member["keepalived"],
                 "cranectld": member["cranectld"], "alive_file": member["alive"]}  # fmt: skip

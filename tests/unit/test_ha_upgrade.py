@@ -206,3 +206,13 @@ def test_a_backup_node_lost_at_the_failover_stops_the_run_with_the_old_master_se
     assert "no failover: ctl1 is master again" in report["Error"]
     assert serves(pair, "ctl1") and pair.members["ctl1"]["keepalived"]
     assert not any(pair.calls("state.apply", node) for node in COMPUTE)
+
+
+def test_the_old_master_taking_the_role_back_late_is_waited_for_before_the_compute_nodes(pair):
+    pair.preempt_delay = 3.0  # keepalived preempts a few adverts after the old master's apply
+    seen = []
+    pair.hooks[("state.apply", "cn01")] = lambda: seen.append((pair.master(), pair.preempt_at))
+    report = upgrade(pair)
+    assert report["retcode"] == 0, report["summary"]
+    assert seen == [("ctl1", None)]  # the role was back on ctl1 before any compute node
+    assert serves(pair, "ctl1") and pair.members["ctl2"]["keepalived"]
