@@ -9,7 +9,8 @@ master runs the formula's reactor (``salt/reactor``) on minion start and key del
   re-apply changes nothing;
 * gpu06 matches the A100 group, which names four GPUs, and has two: its own gres gate fails, the
   event ``crane/join/failed`` reports it and no other node's config.yaml changes;
-* gpu05's minion stops and its key is deleted: the node is drained and taken out."""
+* gpu05's minion stops and its key is deleted: the node is drained and taken out, and cn01's
+  craned restarted on the new config."""
 
 from __future__ import annotations
 
@@ -158,10 +159,17 @@ def test_deleted_key_drains_and_removes_the_node(ecluster):
     cluster = ecluster
     assert "gpu05" in formula.node_states(cluster)
     cluster.sh("gpu05", "systemctl stop salt-minion", check=True)  # else it re-registers
+    craned_before = formula.main_pid(cluster, "cn01", "craned")
     left = EventWatch(cluster, "crane/leave/done")
     cluster._salt_key("-y", "-d", "gpu05")
     report = left.data()
     assert report["nodes"] == ["gpu05"]
+    assert report["restart"]["done"] == ["cn01"], report["restart"]
+    assert formula.main_pid(cluster, "cn01", "craned") not in (0, craned_before)
+    assert cluster.salt("cranectl,cn01", "crane.restart_pending", tgt_type="list") == {
+        "cranectl": {},
+        "cn01": {},
+    }
     assert "gpu05" not in formula.node_states(cluster)
     assert "gpu05" not in config_text(cluster, "cn01")
     assert "gpu05" not in config_text(cluster, CONTROL)

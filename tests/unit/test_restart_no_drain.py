@@ -6,6 +6,7 @@ import crane_engine
 import pytest
 
 from tests.support.fake_cluster import FakeCluster
+from tests.support.fake_pair import FakePair
 
 COMPUTE = ["cn01", "cn02", "cn03", "cn04"]
 
@@ -135,3 +136,12 @@ def test_bad_options_are_refused_before_anything(cluster, action, options, error
     report = crane_engine.run(cluster, action, version, options)
     assert report["retcode"] == 1 and error in report["Error"]
     assert cluster.log == []
+
+
+def test_with_a_keepalived_pair_no_control_node_is_touched(tmp_path):
+    pair = FakePair(tmp_path / "state", login=())
+    report = restart(pair)
+    assert report["retcode"] == 0, report["summary"]
+    assert "ha" not in report["plan"] and not report["plan"]["control"]["todo"]
+    assert [m for _f, m in changing(pair) if m in ("ctl1", "ctl2")] == []
+    assert pair.master() == "ctl1" and report["done"] == COMPUTE
