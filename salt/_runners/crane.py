@@ -262,12 +262,22 @@ def restart(batch=1, dry_run=False, **kwargs):
     with the config hash: a config change since starts over). With ``crane:ha``: the backup,
     a failover, the old master, as for ``upgrade``.
 
+    drain
+        False: restart craned only, without draining: cranectld and login nodes are not
+        touched, busy nodes are restarted too and their jobs keep running (CraneSched's
+        csupervisor lives on in the job's cgroup and craned recovers it). Each batch's
+        craned restarts through the formula and must register again with a new process
+        before the next batch. ``strategy=all-at-once`` and ``skip_busy`` are refused.
+    only_due
+        True: only the compute nodes whose craned restart is due (``crane.restart_pending``).
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run crane.restart batch=2
         salt-run crane.restart batch=50% dry_run=True
+        salt-run crane.restart drain=False only_due=True batch=25%
     """
     options = {"batch": batch, **_public(kwargs)}
     report = __utils__["crane_engine.run"](
@@ -290,14 +300,20 @@ def join(minion, **kwargs):
     ``match``): sync it, refresh its pillar and mine facts, apply ``crane`` on it alone (its
     gates must pass, else it is not added: event ``crane/join/failed``), mark it joined, then
     write config.yaml on every node without restarting craned and restart cranectld (drains
-    kept), and wait until cinfo lists it up. Nothing happens for a minion that matches no
+    kept), wait until cinfo lists it up, then restart the craned whose restart is now due a
+    batch at a time without a drain (``crane.restart drain=False only_due=True``: running jobs
+    keep running). Nothing happens for a minion that matches no
     selector. Waits for a run already in progress (one join, leave, upgrade or restart at a
     time). The reactor runs it through ``crane.orch.join`` on a minion's start event.
 
     lock_wait
         Seconds to wait for another run to end (default 900).
     register_timeout
-        Seconds for the node to show up in cinfo (default 180).
+        Seconds for the node to show up in cinfo, and for each batch of the closing restart
+        to register again (default 180).
+    batch
+        craned restarted at a time at the end (default: the pillar's ``crane:elastic:batch``,
+        25 %).
 
     CLI Example:
 
@@ -311,14 +327,17 @@ def join(minion, **kwargs):
 def leave(minion, **kwargs):
     """
     After ``minion``'s key was deleted: drain the nodes cranectld knows that the config no
-    longer has (those still up), wait for their jobs, then write config.yaml everywhere and
-    restart cranectld. Nodes still busy after ``drain_timeout`` stay drained and configured
-    (the run fails). The reactor runs it through ``crane.orch.leave``.
+    longer has (those still up), wait for their jobs, then write config.yaml everywhere,
+    restart cranectld and the craned whose restart is due (as ``join`` does). Nodes still
+    busy after ``drain_timeout`` stay drained and configured (the run fails). The reactor runs
+    it through ``crane.orch.leave``.
 
     drain_timeout
         Seconds to wait for the leaving nodes' jobs (default 600).
     lock_wait
         Seconds to wait for another run to end (default 900).
+    batch
+        craned restarted at a time at the end (as for ``join``).
 
     CLI Example:
 

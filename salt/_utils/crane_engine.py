@@ -47,6 +47,8 @@ DEFAULTS = {
     "keep_backups": 5,
     "register_timeout": 180,
     "allow_downgrade": False,
+    "drain": True,
+    "only_due": False,
 }
 NOT_ANSWERED = "Minion did not return"
 
@@ -236,6 +238,7 @@ def check_options(action, version, options):
             f"strategy must be one of {', '.join(crane_upgrade.STRATEGIES)}: {opts['strategy']!r}"
         )
     crane_upgrade.batch_size(opts["batch"], 1)
+    _check_no_drain(action, opts)
     for key in ("canary", "keep_backups"):
         if not str(opts[key]).isdigit():
             raise ValueError(f"{key} must be a count (0 or more): {opts[key]!r}")
@@ -246,6 +249,23 @@ def check_options(action, version, options):
         except (TypeError, ValueError):
             raise ValueError(f"{key} must be seconds (0 or more): {opts[key]!r}") from None
     return opts
+
+
+def _check_no_drain(action, opts):
+    """``drain=False`` (craned only, jobs keep running) and ``only_due`` are restart options;
+    without a drain nothing waits for jobs and never are all craned restarted at once."""
+    for key in ("drain", "only_due"):
+        if not isinstance(opts[key], bool):
+            raise ValueError(f"{key} must be True or False: {opts[key]!r}")
+    if action != "restart" and (opts["only_due"] or not opts["drain"]):
+        raise ValueError("drain=False and only_due=True are options of crane.restart")
+    if not opts["drain"] and opts["strategy"] != "rolling":
+        raise ValueError("drain=False restarts craned in batches: strategy must be rolling")
+    if not opts["drain"] and opts["skip_busy"]:
+        raise ValueError(
+            "drain=False restarts busy nodes too (their jobs keep running): "
+            "skip_busy does not apply"
+        )
 
 
 # --- one run at a time -----------------------------------------------------------------------
@@ -590,8 +610,8 @@ class Run:
         self._check_versions(versions, compute, pillar_version)
         if self.action == "upgrade":
             self._check_installable(names, dry_run)
-        key = {"action": self.action, "version": self.version, "config": config_hash}
-        done = load_record(self.cluster.state_dir, key) if self.cluster.state_dir else {}
+        done = self._record(config_hash)
+        done.update(self._not_due(compute, minion_of))
         plan = crane_upgrade.build_plan(
             self.action,
             self.version,
@@ -604,8 +624,9 @@ class Run:
             canary=self.opts["canary"],
             allow_down=allow_down,
             done=done,
+            drain=self.opts["drain"],
         )
-        if pair:
+        if pair and self.opts["drain"]:
             plan["ha"] = self._pair_plan(pair, versions, done)
             plan["control"]["todo"] = any(plan["ha"]["todo"].values())
             if pair["preempts"] and plan["ha"]["todo"][pair["master"]]:
@@ -616,6 +637,25 @@ class Run:
                     f"crane.failover to={pair['backup']}"
                 )
         return Facts(control, minion_of, plan, pillar_version, config_hash, ha=ha)
+
+    def _record(self, config_hash):
+        if not self.cluster.state_dir:
+            return {}
+        return load_record(self.cluster.state_dir, self.record_key(config_hash))
+
+    def _not_due(self, compute, minion_of):
+        """With ``only_due``: ``{node: why}`` of the compute nodes whose craned restart is not
+        due (``crane.restart_pending``); a node that does not answer is a failure."""
+        if not self.opts["only_due"]:
+            return {}
+        by_minion = {minion_of.get(n, n): n for n in compute}
+        due, failed = self.minions.call(by_minion, "crane.restart_pending", ["craned"])
+        if failed:
+            raise StepError(
+                "crane.restart_pending: " + ", ".join(f"{m}: {w}" for m, w in failed.items())
+            )
+        return {by_minion[m]: "no craned restart due" for m, d in due.items()
+                if not (isinstance(d, dict) and d.get("craned"))}  # fmt: skip
 
     def _pair(self, ha):
         """The Keepalived pair as it stands: ``{"master", "backup", "priorities"}``; StepError
@@ -1125,8 +1165,15 @@ class Run:
             save_record(self.cluster.state_dir, self.key(facts), self.started, names)
 
     def key(self, facts):
-        """What makes a run record apply to this run: the same command, version and config."""
-        return {"action": self.action, "version": self.version, "config": facts.config_hash}
+        return self.record_key(facts.config_hash)
+
+    def record_key(self, config_hash):
+        """What makes a run record apply to this run: the same command, version, config and
+        way (with or without drain)."""
+        key = {"action": self.action, "version": self.version, "config": config_hash}
+        if not self.opts["drain"]:
+            key["drain"] = False
+        return key
 
     def batch_tail(self, facts, ctl, nodes, *, ours, failed, label):
         """End of a batch (every strategy): resume what we drained on the good nodes, record
@@ -1183,6 +1230,8 @@ class Run:
         )
 
     def compute_batch(self, facts, ctl, nodes, label):
+        if not self.opts["drain"]:
+            return self.live_batch(facts, ctl, nodes, label)
         self.step(label)
         try:
             self.progress(f"{label}: {', '.join(nodes)}: draining")
@@ -1194,6 +1243,28 @@ class Run:
                 self.progress(f"{label}: {', '.join(nodes)}: stopping craned, applying the formula")
                 failed = self.restart_nodes(facts, ctl, nodes)
                 self.batch_tail(facts, ctl, nodes, ours=ours, failed=failed, label=label)
+        finally:
+            self.end_step()
+
+    def live_batch(self, facts, ctl, nodes, label):
+        """A batch restarted without a drain (``drain=False``): busy nodes too, their jobs keep
+        running (csupervisor lives on in the job's cgroup and craned recovers it). Each
+        node's craned restart is marked due and the formula restarts it (``on_change``), then
+        the batch must register again with new craned processes."""
+        self.step(label)
+        try:
+            states = ctl.nodes()
+            ours = [n for n in nodes if n not in admin_drained(states, nodes)]
+            self.progress(f"{label}: {', '.join(nodes)}: restarting craned, no drain")
+            before = self.start_times(ctl)
+            by_minion = {facts.minion(n): n for n in nodes}
+            _, marked = self.minions.call(
+                by_minion, "crane.restart_mark", ["craned"], {"why": "rolling restart"}
+            )
+            failed = {by_minion[m]: ("mark restart", why) for m, why in marked.items()}
+            todo = [n for n in nodes if n not in failed]
+            failed.update(self.restart_nodes(facts, ctl, todo, before=before))
+            self.batch_tail(facts, ctl, nodes, ours=ours, failed=failed, label=label)
         finally:
             self.end_step()
 
@@ -1240,10 +1311,11 @@ class Run:
             self.batch_tail(facts, ctl, nodes, ours=ours, failed=failed, label="all-at-once")
 
     # -- the whole run
-    def run(self, dry_run=False):
+    def run(self, dry_run=False, locked=False):
+        """The run; ``locked``: the caller already holds the run lock (a join)."""
         lock = None
         try:
-            if not dry_run and self.cluster.state_dir:
+            if not (dry_run or locked) and self.cluster.state_dir:
                 lock = acquire_lock(self.cluster.state_dir, self.action, self.cluster.now())
             facts = self.preflight(dry_run)
             self.report["pillar_version"] = facts.pillar_version
@@ -1285,13 +1357,14 @@ class Run:
         return report
 
 
-def run(cluster, action, version, options, dry_run=False):
-    """An upgrade or restart run; the report (``retcode`` 1 and ``Error`` on failure)."""
+def run(cluster, action, version, options, *, dry_run=False, locked=False):
+    """An upgrade or restart run; the report (``retcode`` 1 and ``Error`` on failure).
+    ``locked``: the caller holds the run lock already."""
     try:
         opts = check_options(action, version, options)
     except ValueError as exc:
         return {"ok": False, "retcode": 1, "Error": str(exc)}
-    return Run(cluster, action, version, opts).run(dry_run=dry_run)
+    return Run(cluster, action, version, opts).run(dry_run=dry_run, locked=locked)
 
 
 # --- the Keepalived control pair (crane:ha) --------------------------------------------------

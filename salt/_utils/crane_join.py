@@ -9,8 +9,11 @@ nodes with ``crane:restart: never`` (a craned keeps running on the old file; Cra
 logs the CRC difference, and the restart stays due for the next rolling restart), the control
 node last with ``crane:restart: on_change``, since cranectld reads ``Nodes`` only at start (the
 formula records and restores the drains around that restart, and its verify step waits for
-every node). A leave drains the node that is gone from the config, waits for its jobs, then
-does the same config step.
+every node). Last, the craned whose restart is now due are restarted through the engine, a
+batch at a time (``crane:elastic:batch``) and without a drain: CraneSched keeps running jobs
+across a craned restart (csupervisor lives on in the job's cgroup), so no restart is left due
+and never are all craned down at once. A leave drains the node that is gone from the config,
+waits for its jobs, then does the same config and restart steps.
 
 Runs hold the engine's run lock (one join, leave, upgrade or restart at a time) and wait for it;
 every step is idempotent, so a join repeated by a second start event, or after the minion
@@ -24,7 +27,8 @@ import crane_hostlist
 from crane_engine import Controller, Minions, StepError
 
 LEAVE_REASON = "crane-formula: node left the cluster"
-DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180}
+DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180, "batch": None}
+BATCH = "25%"  # crane:elastic:batch when the pillar has none
 
 
 def _wait_lock(cluster, action, wait):
@@ -74,6 +78,33 @@ class _Step:
         known, _silent = crane_engine.roles(self.minions)
         return crane_engine.control_minion(self.minions, known), known
 
+    def restart_options(self, control):
+        """The engine's options for the closing restart, checked before anything changes:
+        craned only, no drain, the compute nodes whose restart is due, ``batch`` from the
+        runner or ``crane:elastic:batch`` on the control node."""
+        batch = self.opts["batch"]
+        key = "batch"
+        if batch is None:
+            settings = self.minions.one(control, "crane.settings")
+            batch = (settings.get("elastic") or {}).get("batch") or BATCH
+            key = "crane:elastic:batch"
+        options = {"batch": batch, "drain": False, "only_due": True,
+                   "register_timeout": self.opts["register_timeout"]}  # fmt: skip
+        try:
+            crane_engine.check_options("restart", None, options)
+        except ValueError as exc:
+            raise StepError(f"{key}: {exc}") from exc
+        return options
+
+    def restart_due(self, options):
+        """The craned whose restart the config step left due, restarted a batch at a time
+        without a drain (running jobs keep running); the run's report under ``restart``."""
+        self.progress(f"restarting the craned whose restart is due, batch {options['batch']}")
+        report = crane_engine.run(self.cluster, "restart", None, options, locked=True)
+        self.report["restart"] = {k: report.get(k) for k in ("done", "skipped", "failed")}
+        if not report["ok"]:
+            raise StepError(f"rolling restart of craned: {report.get('Error')}")
+
     def reconfigure(self, skip=()):
         """config.yaml on every node with a role, without restarting a craned; then the
         control node, whose cranectld restarts to read the new ``Nodes``."""
@@ -102,6 +133,7 @@ class Join(_Step):
             self.report.update(ok=True, groups=[])
             return
         self.report["groups"] = groups
+        options = self.restart_options(self.control()[0])
         self.progress(f"matches {', '.join(groups)}: applying crane on it alone")
         failed = self.apply([self.minion], {"elastic": {"candidate": self.minion}})
         if failed:
@@ -113,6 +145,7 @@ class Join(_Step):
         self.progress(f"passed its gates; marked joined as {host}")
         self.reconfigure(skip=(self.minion,))
         self.wait_registered(host)
+        self.restart_due(options)
         self.report.update(ok=True, node=host)
 
     def wait_registered(self, host):
@@ -133,6 +166,7 @@ class Leave(_Step):
     def run(self):
         control, _known = self.control()
         ctl = Controller(self.minions, control)
+        options = self.restart_options(control)
         self.wait_forgotten(control)
         config = self.minions.one(control, "crane.settings").get("config") or {}
         wanted = {h for g in _names(config) for h in crane_hostlist.expand(g)}
@@ -154,6 +188,7 @@ class Leave(_Step):
                 + ": left drained and in the config"
             )
         self.reconfigure()
+        self.restart_due(options)
         self.report["ok"] = True
 
     def wait_forgotten(self, control):

@@ -157,6 +157,7 @@ def build_plan(
     canary=1,
     allow_down=(),
     done=None,
+    drain=True,
 ):
     """What a run will do, from the cluster's current state.
 
@@ -191,6 +192,8 @@ def build_plan(
     else:
         login_todo = sorted(m for m in login if m not in done)
         skipped.update({m: done[m] for m in login if m in done})
+    if not drain:
+        control_todo, login_todo = False, []
     if strategy == "all-at-once":
         batches = [todo] if todo else []
     else:
@@ -200,6 +203,7 @@ def build_plan(
         "version": version,
         "strategy": strategy,
         "reason": drain_reason(action, version),
+        "drain": drain,
         "control": {
             "minion": control,
             "todo": control_todo,
@@ -220,20 +224,14 @@ def build_plan(
 def render_plan(plan):
     """The plan as text, one step a line."""
     what = f"upgrade to {plan['version']}" if plan["action"] == "upgrade" else "rolling restart"
-    lines = [f"Plan: {what} ({plan['strategy']}), drain reason '{plan['reason']}'"]
-    control = plan["control"]
-    if plan.get("ha"):
-        version = plan["version"] if plan["action"] == "upgrade" else None
-        lines += _pair_lines(plan["ha"], what, version)
-    elif control["todo"]:
-        frm = f" (from {control['from']})" if control["from"] else ""
-        lines.append(
-            f"  1. control {control['minion']}: back up cranectld's DB, {what}{frm}, "
-            "wait for cinfo and the nodes, restore manual drains"
-        )
+    if plan.get("drain", True):
+        lines = [f"Plan: {what} ({plan['strategy']}), drain reason '{plan['reason']}'"]
+        lines += _control_lines(plan, what)
     else:
-        why = f"already at {plan['version']}" if plan["action"] == "upgrade" else "done"
-        lines.append(f"  1. control {control['minion']}: skipped ({why})")
+        lines = [
+            "Plan: rolling restart of craned only, no drain (running jobs keep running; "
+            "cranectld and login nodes untouched)"
+        ]
     if plan["login"]:
         lines.append(f"  2. login: {', '.join(plan['login'])}")
     for index, nodes in enumerate(plan["batches"], 1):
@@ -248,6 +246,21 @@ def render_plan(plan):
     for node, reason in sorted(plan["admin_drained"].items()):
         lines.append(f"  keep drained {node}: '{reason}' (not the formula's drain)")
     return "\n".join(lines)
+
+
+def _control_lines(plan, what):
+    control = plan["control"]
+    if plan.get("ha"):
+        version = plan["version"] if plan["action"] == "upgrade" else None
+        return _pair_lines(plan["ha"], what, version)
+    if control["todo"]:
+        frm = f" (from {control['from']})" if control["from"] else ""
+        return [
+            f"  1. control {control['minion']}: back up cranectld's DB, {what}{frm}, "
+            "wait for cinfo and the nodes, restore manual drains"
+        ]
+    why = f"already at {plan['version']}" if plan["action"] == "upgrade" else "done"
+    return [f"  1. control {control['minion']}: skipped ({why})"]
 
 
 def _pair_lines(pair, what, version):

@@ -3,11 +3,14 @@ nodes not booted at start whose minion config carries the grain ``crane_partitio
 selects the GPU group by that grain (cpu, memory and gres auto) and never names the nodes; the
 master runs the formula's reactor (``salt/reactor``) on minion start and key deletion.
 
-* gpu05 boots: with no pillar edit it ends idle in cinfo with its discovered GPUs, while the job
-  on cn01 keeps running (same job id) and cn01's craned is not restarted;
+* gpu05 boots: with no pillar edit it ends idle in cinfo with its discovered GPUs; the join
+  restarts cn01's craned (a new process: its config changed) without a drain while the job on
+  cn01 keeps running (same job id), and afterwards no restart is due on any node and a plain
+  re-apply changes nothing;
 * gpu06 matches the A100 group, which names four GPUs, and has two: its own gres gate fails, the
   event ``crane/join/failed`` reports it and no other node's config.yaml changes;
-* gpu05's minion stops and its key is deleted: the node is drained and taken out."""
+* gpu05's minion stops and its key is deleted: the node is drained and taken out, and cn01's
+  craned restarted on the new config."""
 
 from __future__ import annotations
 
@@ -122,16 +125,20 @@ def test_gpu_node_joins_by_itself_while_cn01_keeps_its_job(ecluster):
     seconds = idle_at - minion_started(cluster, "gpu05")
     print(f"\ngpu05: {seconds:.1f}s from its minion's first start to idle in cinfo")
     report = done.data()
+    print(f"join done {time.time() - idle_at:.1f}s after gpu05 was idle")
     assert report["minion"] == "gpu05" and report["node"] == "gpu05"
+    assert report["restart"]["done"] == ["cn01"], report["restart"]
     shown = cluster.sh(CONTROL, "ccontrol show node gpu05", check=True).stdout
     assert "Gres=gpu:" in shown and ":2" in shown.split("Gres=")[1].split()[0], shown
+    assert set(jobs_before.values()) == {"Running"}, jobs_before
     assert jobs(cluster) == jobs_before  # same job ids, still running
-    assert formula.main_pid(cluster, "cn01", "craned") == craned_before
+    assert formula.main_pid(cluster, "cn01", "craned") not in (0, craned_before)
     for node in (CONTROL, "cn01", "gpu05"):
         assert "gpu05" in config_text(cluster, node), node
     hashes = cluster.salt("*", "crane.config_hash")
     assert len(set(hashes.values())) == 1, hashes
-    again = formula.apply(cluster, "gpu05")
+    assert cluster.salt("*", "crane.restart_pending") == {m: {} for m in hashes}
+    again = formula.apply(cluster)
     assert formula.failures(again) == {} and formula.changed(again) == {}
 
 
@@ -152,10 +159,17 @@ def test_deleted_key_drains_and_removes_the_node(ecluster):
     cluster = ecluster
     assert "gpu05" in formula.node_states(cluster)
     cluster.sh("gpu05", "systemctl stop salt-minion", check=True)  # else it re-registers
+    craned_before = formula.main_pid(cluster, "cn01", "craned")
     left = EventWatch(cluster, "crane/leave/done")
     cluster._salt_key("-y", "-d", "gpu05")
     report = left.data()
     assert report["nodes"] == ["gpu05"]
+    assert report["restart"]["done"] == ["cn01"], report["restart"]
+    assert formula.main_pid(cluster, "cn01", "craned") not in (0, craned_before)
+    assert cluster.salt("cranectl,cn01", "crane.restart_pending", tgt_type="list") == {
+        "cranectl": {},
+        "cn01": {},
+    }
     assert "gpu05" not in formula.node_states(cluster)
     assert "gpu05" not in config_text(cluster, "cn01")
     assert "gpu05" not in config_text(cluster, CONTROL)

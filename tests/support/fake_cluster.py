@@ -40,6 +40,7 @@ class FakeCluster(crane_engine.Cluster):
         self.craned = dict.fromkeys(compute, True)
         self.started = dict.fromkeys(compute, 1.0)
         self.jobs = dict.fromkeys(compute, 0)
+        self.due = set()  # minions whose craned restart is due (crane.restart_pending)
         self.drained = {}  # node -> reason (cranectld's memory)
         self.record = None  # the drain record file: {node: reason} or None
         self.hooks = {}  # (fun, minion) -> callable run before answering
@@ -213,6 +214,13 @@ class FakeCluster(crane_engine.Cluster):
     def _service_status(self, minion, unit):
         return self.ctld_running if unit == "cranectld" else self.craned[minion]
 
+    def _crane_restart_pending(self, minion, unit=None):
+        return {"craned": {"since": "-", "why": "config"}} if minion in self.due else {}
+
+    def _crane_restart_mark(self, minion, unit, why=""):
+        self.due.add(minion)
+        return f"/var/lib/crane-formula/restart-{unit}"
+
     def _crane_backup_db(self, minion, keep=5):
         if self.backup_fails:
             raise Failed(
@@ -233,6 +241,7 @@ class FakeCluster(crane_engine.Cluster):
             return {"pkg_|-crane-package_|-x_|-installed": {
                 "__id__": "crane-package-installed", "result": False,
                 "comment": f"Version {version} not found"}}  # fmt: skip
+        changed = self.installed[minion] != version
         self.installed[minion] = version
         role = self.roles[minion][0]
         if role == "control":
@@ -245,8 +254,12 @@ class FakeCluster(crane_engine.Cluster):
                 "__id__": "crane-service-craned", "result": False,
                 "comment": "craned is not running (failed)\njournal:\n"
                            "csupervisor /usr/libexec/csupervisor does not exist"}}  # fmt: skip
-        self.craned[minion] = True
-        self.started[minion] = self.clock
+        if changed or minion in self.due or not self.craned[minion]:
+            # restart: on_change, as every engine run asks; a running craned with no restart
+            # due keeps its process
+            self.craned[minion] = True
+            self.started[minion] = self.clock
+            self.due.discard(minion)
         return {"service_|-a_|-craned_|-running": {"__id__": "a", "result": True}}
 
     # -- what a test looks at

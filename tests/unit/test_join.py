@@ -1,7 +1,7 @@
 """crane_join against the in-memory cluster: a join runs the new node's gates before any
-other node hears of it, restarts cranectld only (no craned, no drain: jobs keep running),
-waits for another run, and does nothing for a minion no selector matches; a leave drains
-first and keeps a busy node."""
+other node hears of it, restarts cranectld, then the craned whose restart is due a batch at a
+time without a drain (jobs keep running), waits for another run, and does nothing for a minion
+no selector matches; a leave drains first and keeps a busy node."""
 
 import crane_engine
 import crane_join
@@ -10,6 +10,8 @@ import pytest
 from tests.support.fake_cluster import FakeCluster
 
 NEW = "gpu05"
+CHANGING = ("state.apply", "crane.joined", "crane.drain", "service.stop", "service.start",
+            "crane.restart_mark")  # fmt: skip
 
 
 class ElasticCluster(FakeCluster):
@@ -18,11 +20,13 @@ class ElasticCluster(FakeCluster):
     def __init__(self, state_dir):
         super().__init__(state_dir, compute=("cn01", "cn02"), login=())
         self.roles[NEW] = []
+        self.installed[NEW], self.hashes[NEW] = "1.1.2", "h1"
         self.matches = ["G@crane:partition:GPU"]
         self.gate_fails = False
         self.joined = False
         self.mine = {}  # minion -> crane_facts the master serves
         self.unlock_at = None  # (fake) time another run releases the lock
+        self.lost = set()  # nodes whose craned exits for good when it restarts
 
     def _saltutil_refresh_pillar(self, minion, wait=False):
         return True
@@ -57,9 +61,12 @@ class ElasticCluster(FakeCluster):
             assert crane.get("restart") == "on_change"
             self.roles[NEW] = ["compute"]
             self.craned[NEW], self.jobs[NEW], self.started[NEW] = True, 0, self.clock
-        if self.roles[minion] == ["compute"]:
-            assert crane.get("restart") == "never"  # config only: craned keeps running
+        if self.roles[minion] == ["compute"] and crane.get("restart") == "never":
+            self.due.add(minion)  # config only: craned keeps running, its restart is due
             return {"file_|-a_|-config_|-managed": {"__id__": "a", "result": True}}
+        if minion in self.lost:  # restarted, passes its settle time, never registers
+            self.craned[minion] = False
+            return {"service_|-a_|-craned_|-running": {"__id__": "a", "result": True}}
         return super()._state_apply(minion, sls, pillar)
 
     def sleep(self, seconds):
@@ -77,14 +84,11 @@ def cluster(tmp_path):
 
 
 def changing(cluster):
-    return [
-        (fun, minion)
-        for fun, minion, _arg, _kw in cluster.log
-        if fun in ("state.apply", "crane.joined", "crane.drain", "service.stop", "service.start")
-    ]
+    return [(fun, minion) for fun, minion, _arg, _kw in cluster.log if fun in CHANGING]
 
 
-def test_join_applies_the_node_alone_first_then_config_then_cranectld(cluster):
+def test_join_applies_the_node_alone_first_then_config_then_cranectld_then_craned(cluster):
+    started = dict(cluster.started)
     report = crane_join.run(cluster, "join", NEW)
     assert report["ok"] and report["retcode"] == 0 and report["node"] == NEW
     assert changing(cluster) == [
@@ -93,11 +97,37 @@ def test_join_applies_the_node_alone_first_then_config_then_cranectld(cluster):
         ("state.apply", "cn01"),
         ("state.apply", "cn02"),
         ("state.apply", "cranectl"),
+        # craned restarted one batch at a time (25 % of 2 nodes), no drain, no stop
+        ("crane.restart_mark", "cn01"),
+        ("state.apply", "cn01"),
+        ("crane.restart_mark", "cn02"),
+        ("state.apply", "cn02"),
     ]
+    assert report["restart"]["done"] == ["cn01", "cn02"]
+    assert report["restart"]["skipped"] == {NEW: "no craned restart due"}
     assert cluster.node_state(NEW)["resource"] == "idle"
-    # the job on cn01 never saw a drain or a craned stop
+    # the job on cn01 never saw a drain; its craned runs a new process and nothing is due
     assert cluster.node_state("cn01") == {"resource": "alloc", "control": "none", "reason": ""}
+    assert all(cluster.started[n] > started[n] for n in ("cn01", "cn02"))
+    assert cluster.due == set()
     assert cluster.mine[NEW] == {"ready": True}
+
+
+def test_join_with_a_bad_batch_changes_nothing_and_names_the_key(cluster):
+    cluster._crane_settings = lambda minion: {"version": "1.1.2", "elastic": {"batch": "0%"}}
+    report = crane_join.run(cluster, "join", NEW)
+    assert not report["ok"] and report["Error"].startswith("crane:elastic:batch: batch")
+    assert changing(cluster) == []
+
+
+def test_join_stops_naming_a_craned_that_does_not_come_back(cluster):
+    cluster.lost.add("cn02")
+    report = crane_join.run(cluster, "join", NEW, {"register_timeout": 30})
+    assert not report["ok"]
+    assert report["Error"].startswith("rolling restart of craned: batch 2 failed on cn02")
+    assert report["restart"]["done"] == ["cn01"]
+    assert report["restart"]["failed"]["cn02"] == "register: not registered after 30s"
+    assert cluster.node_state(NEW)["resource"] == "idle"  # joined all the same
 
 
 def test_node_failing_its_gates_is_not_added_anywhere(cluster):
@@ -159,6 +189,12 @@ def leaving_cluster(cluster, busy):
     cluster.jobs["cn02"] = 1 if busy else 0
     del cluster.roles["cn02"]
 
+    def forget():  # cranectld restarted on a config without cn02
+        for known in (cluster.craned, cluster.jobs, cluster.started):
+            known.pop("cn02", None)
+
+    cluster.hooks[("state.apply", "cranectl")] = forget
+
     def settings(minion):
         return {"version": "1.1.2", "config": {"Nodes": [{"name": "cn01"}]}}
 
@@ -173,7 +209,10 @@ def test_leave_drains_and_waits_then_takes_the_node_out(cluster):
         ("crane.drain", "cranectl"),
         ("state.apply", "cn01"),
         ("state.apply", "cranectl"),
+        ("crane.restart_mark", "cn01"),
+        ("state.apply", "cn01"),
     ]
+    assert cluster.due == set()
 
 
 def test_leave_keeps_a_busy_node_drained_and_configured(cluster):

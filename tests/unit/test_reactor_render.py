@@ -83,7 +83,8 @@ def test_other_key_events_do_nothing(data):
 
 @pytest.mark.parametrize("action", ["join", "leave"])
 def test_orchestration_runs_the_runner_with_its_options(action):
-    pillar = {"crane": {action: "gpu05", "lock_wait": 60, "drain_timeout": 30, "batch": 2}}
+    pillar = {"crane": {action: "gpu05", "lock_wait": 60, "drain_timeout": 30, "batch": 2,
+                        "canary": 1}}  # fmt: skip
     states = orch(action, pillar)
     assert states == {
         f"crane-orch-{action}-run": {
@@ -92,6 +93,7 @@ def test_orchestration_runs_the_runner_with_its_options(action):
                 {"minion": "gpu05"},
                 {"lock_wait": 60},
                 {"drain_timeout": 30},
+                {"batch": 2},
             ]
         }
     }
