@@ -235,12 +235,19 @@ class FakeCluster(crane_engine.Cluster):
         self.ctld_answers_at = max(self.ctld_answers_at, self.clock)
         self.registered_at = self.ctld_answers_at + self.register_delay
 
-    def _state_apply(self, minion, sls, pillar=None):
+    def apply_version(self, pillar):
+        """The version an apply installs, and the failed state when the repository lacks it."""
         version = (pillar or {}).get("crane", {}).get("version") or self.pillar_version
-        if version not in self.repo:
-            return {"pkg_|-crane-package_|-x_|-installed": {
-                "__id__": "crane-package-installed", "result": False,
-                "comment": f"Version {version} not found"}}  # fmt: skip
+        if version in self.repo:
+            return version, None
+        return version, {"pkg_|-crane-package_|-x_|-installed": {
+            "__id__": "crane-package-installed", "result": False,
+            "comment": f"Version {version} not found"}}  # fmt: skip
+
+    def _state_apply(self, minion, sls, pillar=None):
+        version, missing = self.apply_version(pillar)
+        if missing:
+            return missing
         changed = self.installed[minion] != version
         self.installed[minion] = version
         role = self.roles[minion][0]

@@ -146,11 +146,9 @@ class FakePair(FakeCluster):
         started there (notify_master's script) when it does not run, never on the backup."""
         if minion not in PAIR:
             return super()._state_apply(minion, sls, pillar)
-        version = (pillar or {}).get("crane", {}).get("version") or self.pillar_version
-        if version not in self.repo:
-            return {"pkg_|-crane-package_|-x_|-installed": {
-                "__id__": "crane-package-installed", "result": False,
-                "comment": f"Version {version} not found"}}  # fmt: skip
+        version, missing = self.apply_version(pillar)
+        if missing:
+            return missing
         changed = self.installed[minion] != version
         self.installed[minion] = self.grain_versions[minion] = version
         self.members[minion]["keepalived"] = True
