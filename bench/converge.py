@@ -59,9 +59,15 @@ def skipped(reason):
     return [Row(SECTION, figure, None, "s", note=reason) for figure in FIGURES]
 
 
-def missing_prerequisites():
-    """Why nodes cannot be booted here (empty when they can)."""
-    return demo.missing_prerequisites()
+def why_no_cluster(quick, rows="these rows boot a test cluster"):
+    """Why a bench's cluster rows are not measured now (``--quick``, or nodes cannot be booted
+    here), or None."""
+    if quick:
+        return f"skipped with --quick: {rows}"
+    missing = demo.missing_prerequisites()
+    if missing:
+        return "skipped: nodes cannot be booted here, missing " + "; ".join(missing)
+    return None
 
 
 # --- the plain SLS -------------------------------------------------------------------------
@@ -306,11 +312,9 @@ def reboot_bare(cluster):
 
 @benchmark("converge")
 def converge_rows(quick):
-    if quick:
-        return skipped("skipped with --quick: these rows boot a test cluster")
-    missing = missing_prerequisites()
-    if missing:
-        return skipped("skipped: nodes cannot be booted here, missing " + "; ".join(missing))
+    why = why_no_cluster(quick)
+    if why:
+        return skipped(why)
     spec = env_spec(NET_ENV, NET_DEFAULT)
     extra_root = tempfile.mkdtemp(prefix="crane-bench-plain-")
     try:

@@ -37,10 +37,10 @@ from bench.converge import (
     PLAIN_SLS,
     add_file_root,
     idle_nodes,
-    missing_prerequisites,
     read_files,
     summarize,
     wait_all_idle,
+    why_no_cluster,
     write_plain_sls,
 )
 from bench.registry import benchmark
@@ -292,11 +292,9 @@ def measure(cluster, steps, extra_root):
 
 @benchmark(NAME)
 def scale_rows(quick):
-    if quick:
-        return skipped("skipped with --quick: these rows boot up to 33 nodes")
-    missing = missing_prerequisites()
-    if missing:
-        return skipped("skipped: nodes cannot be booted here, missing " + "; ".join(missing))
+    why = why_no_cluster(quick, "these rows boot up to 33 nodes")
+    if why:
+        return skipped(why)
     steps = sizes()
     spec = scale_spec(steps[-1], NET_VARIABLE, NET_DEFAULT)
     log(f"the test cluster's usual nodes, {steps[0]} compute: node-cost baseline")

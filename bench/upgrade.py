@@ -25,7 +25,7 @@ import crane_cinfo
 
 from bench import REPO
 from bench.availability import availability
-from bench.converge import apply, missing_prerequisites, reboot_bare, wait_all_idle
+from bench.converge import apply, reboot_bare, wait_all_idle, why_no_cluster
 from bench.registry import benchmark
 from bench.table import Row
 from tests.cluster import harness
@@ -180,11 +180,9 @@ def upgrade_rows(quick):
     availability, why = engine()
     if availability is None:
         return unmeasured(why)
-    if quick:
-        return unmeasured("skipped with --quick: these rows boot a test cluster")
-    missing = missing_prerequisites()
-    if missing:
-        return unmeasured("skipped: nodes cannot be booted here, missing " + "; ".join(missing))
+    why = why_no_cluster(quick)
+    if why:
+        return unmeasured(why)
     spec = isolated_spec(CLUSTER_NAME, SUBNET)
     old, new = spec.repo_versions[0], spec.repo_versions[-1]
     figures = {}
