@@ -409,6 +409,13 @@ class Controller:
         )  # fmt: skip
 
 
+def busy_nodes(ctl, nodes):
+    """``{node: running jobs}`` of the ``nodes`` that still run jobs (ccontrol show node)."""
+    details = ctl.show()
+    jobs = {n: (details.get(n) or {}).get("running_jobs") or 0 for n in nodes}
+    return {n: j for n, j in jobs.items() if j}
+
+
 def is_down(state):
     return (state or {}).get("resource", "down") == "down"
 
@@ -1100,12 +1107,10 @@ class Run:
         return ours
 
     def wait_jobs(self, ctl, nodes):
-        def busy():
-            details = ctl.show()
-            jobs = {n: (details.get(n) or {}).get("running_jobs") or 0 for n in nodes}
-            return {n: j for n, j in jobs.items() if j}
-
-        return self.poll("running jobs to end", busy, self.opts["drain_timeout"]) or {}
+        busy = self.poll(
+            "running jobs to end", lambda: busy_nodes(ctl, nodes), self.opts["drain_timeout"]
+        )
+        return busy or {}
 
     def start_times(self, ctl):
         return {n: d.get("craned_start_time") for n, d in ctl.show().items()}

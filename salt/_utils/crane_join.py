@@ -203,9 +203,7 @@ class Leave(_Step):
     def wait_jobs(self, ctl, nodes):
         deadline = self.cluster.now() + float(self.opts["drain_timeout"])
         while nodes:
-            details = ctl.show()
-            busy = {n: (details.get(n) or {}).get("running_jobs") or 0 for n in nodes}
-            busy = {n: j for n, j in busy.items() if j}
+            busy = crane_engine.busy_nodes(ctl, nodes)
             if not busy or self.cluster.now() >= deadline:
                 return busy
             self.cluster.sleep(crane_engine.POLL)
