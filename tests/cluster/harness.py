@@ -213,6 +213,7 @@ class Cluster:
             "services": [],
             "cgroups": [],
             "bridge_ports": [],
+            "links": {},  # hostname -> the host side of its veth
         }
         self._save_state()
 
@@ -428,16 +429,32 @@ class Cluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        ports_before = set(procs.bridge_ports(self.spec.bridge))
         self._state["nodes"][hostname] = {"nspawn": procs.record(proc, "nspawn", hostname)}
         self._save_state()
         leader = self._find_leader(proc, log)
-        self._state["nodes"][hostname]["leader"] = {
+        entry = self._state["nodes"][hostname]
+        entry["leader"] = {
             "kind": "leader",
             "name": hostname,
             "pid": leader,
             "start": procs.start_time(leader),
         }
+        link = self._new_port(ports_before)
+        if link:
+            self._state["links"][hostname] = link
         self._save_state()
+
+    def _new_port(self, before: set[str], timeout: float = 10) -> str | None:
+        """The veth systemd-nspawn adds to the bridge for the node just started (it may shorten
+        a long name with a hash, so it is looked up, not derived)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            added = set(procs.bridge_ports(self.spec.bridge)) - before
+            if added:
+                return added.pop()
+            time.sleep(0.05)
+        return None
 
     def _nspawn_command(self, hostname: str) -> list[str]:
         run, node = self.run_dir, self.run_dir / "nodes" / hostname
@@ -511,6 +528,8 @@ class Cluster:
         self._save_state()
         for path in procs.node_cgroups(self.spec.machine_name(hostname)):
             procs.remove_cgroup(path)
+        link = self._state.get("links", {}).get(hostname)
+        procs.remove_links([link] if link else [])
 
     def boot_node(self, hostname: str) -> None:
         """Boot a node that was not booted with the cluster (``NodeSpec.boot=False``); its
@@ -518,6 +537,7 @@ class Cluster:
         if hostname in self._state["nodes"]:
             raise ClusterError(f"node {hostname} is already running")
         self._boot(hostname)
+        self._record_bridge_ports()
 
     def start_node(self, hostname: str) -> None:
         """Boot a node again from the clean image; its new minion key replaces the old one."""
@@ -615,7 +635,8 @@ class Cluster:
             self.salt("*", "saltutil.refresh_pillar", wait=True)
 
     def _record_bridge_ports(self) -> None:
-        self._state["bridge_ports"] = procs.bridge_ports(self.spec.bridge)
+        ports = set(self._state["bridge_ports"]) | set(procs.bridge_ports(self.spec.bridge))
+        self._state["bridge_ports"] = sorted(ports)
         self._save_state()
 
     def _spawn(self, kind: str, name: str, cmd: list[str], log: pathlib.Path) -> None:
@@ -659,6 +680,7 @@ def teardown(run_dir: pathlib.Path) -> list[str] | None:
     _stop_strays(state)
     for path in state.get("cgroups", []):
         procs.remove_cgroup(pathlib.Path(path))
+    procs.remove_links(_node_links(state))
     if state.get("bridge_created") and procs.link_exists(state["bridge"]):
         procs.ip("link", "del", state["bridge"])
     for directory in _propagate_dirs(state):
@@ -670,6 +692,15 @@ def teardown(run_dir: pathlib.Path) -> list[str] | None:
     return leftovers_of(state)
 
 
+def _node_links(state: dict) -> list[str]:
+    """The nodes' host-side veths: those recorded, and those on a bridge of our own now."""
+    links = set(state.get("bridge_ports", []))
+    links |= set(state.get("links", {}).values())
+    if state.get("bridge_created"):
+        links |= set(procs.bridge_ports(state["bridge"]))
+    return sorted(links)
+
+
 def leftovers_of(state: dict) -> list[str]:
     """Anything of a torn-down cluster still present on the host, described in words."""
     left = []
@@ -679,7 +710,7 @@ def leftovers_of(state: dict) -> list[str]:
     left += [f"process {pid} refers to {state['run_dir']}" for pid in _pids_using(state)]
     if state.get("bridge_created") and procs.link_exists(state["bridge"]):
         left.append(f"bridge {state['bridge']}")
-    left += [f"link {port}" for port in state.get("bridge_ports", []) if procs.link_exists(port)]
+    left += [f"link {port}" for port in _node_links(state) if procs.link_exists(port)]
     left += [f"mount {m}" for m in _mounts_under(state["run_dir"])]
     left += [f"cgroup {c}" for c in state.get("cgroups", []) if pathlib.Path(c).exists()]
     left += [f"directory {d}" for d in _propagate_dirs(state) if d.exists()]

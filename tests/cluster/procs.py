@@ -196,3 +196,18 @@ def bridge_ports(bridge: str) -> list[str]:
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def remove_links(names: list[str], timeout: float = 10) -> None:
+    """Delete links that outlived their node and wait until they are gone.
+
+    A node's veth goes with its network namespace, which the kernel frees later (and later
+    still under load) when the node was killed: deleting the host side removes both ends now.
+    """
+    for name in names:
+        if link_exists(name):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                ip("link", "del", name)
+    deadline = time.monotonic() + timeout
+    while any(link_exists(n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import pytest
 
 from . import procs
 from .conftest import require_cluster_environment
-from .harness import Cluster
+from .harness import Cluster, teardown
 from .spec import NodeSpec, isolated_spec
 
 pytestmark = pytest.mark.cluster
@@ -104,6 +105,26 @@ def test_restarted_node_comes_back_clean_and_teardown_leaves_nothing():
     assert [c for c in state["cgroups"] if pathlib.Path(c).exists()] == []
     assert not pathlib.Path(run_dir).exists()
     assert _processes_mentioning(run_dir) == []
+
+
+def test_teardown_removes_a_node_link_the_kernel_has_not_freed_yet(tmp_path):
+    """A killed node's veth goes only when the kernel frees its network namespace, later under
+    load: teardown deletes what it recorded, both ends (a veth pair stands in for it)."""
+    require_cluster_environment()
+    link, peer = "cftd-late0", "cftd-late1"
+    procs.ip("link", "add", link, "type", "veth", "peer", "name", peer)
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        state = {"name": "cftd", "run_dir": str(run_dir), "bridge": "cftd0", "nodes": {}}
+        state["bridge_ports"] = [link]
+        (run_dir / "state.json").write_text(json.dumps(state))
+        assert teardown(run_dir) == []
+        assert not procs.link_exists(link)
+        assert not procs.link_exists(peer)
+    finally:
+        if procs.link_exists(link):
+            procs.ip("link", "del", link)
 
 
 def _processes_mentioning(text: str) -> list[int]:
