@@ -304,7 +304,10 @@ def join(minion, **kwargs):
     batch at a time without a drain (``crane.restart drain=False only_due=True``: running jobs
     keep running). Nothing happens for a minion that matches no
     selector. Waits for a run already in progress (one join, leave, upgrade or restart at a
-    time). The reactor runs it through ``crane.orch.join`` on a minion's start event.
+    time). Minions whose joins wait meanwhile are joined by the run that gets the lock, each
+    gated alone, then with one config step and one rolling restart for all; their own runs
+    return that report. The reactor runs it through ``crane.orch.join`` on a minion's start
+    event.
 
     lock_wait
         Seconds to wait for another run to end (default 900).

@@ -18,10 +18,22 @@ waits for its jobs, then does the same config and restart steps.
 Runs hold the engine's run lock (one join, leave, upgrade or restart at a time) and wait for it;
 every step is idempotent, so a join repeated by a second start event, or after the minion
 restarted mid-join, finishes what the first one began.
+
+Nodes racked together join together: each join queues its minion first (a file per minion in
+the master's state directory), and the run that gets the lock takes every minion queued by
+then: each applied and gated alone, then one config step, one cranectld restart and one
+rolling restart of craned for all of them. The runs still waiting find their minion's report
+there and return it; a minion queued again meanwhile (it restarted) is left for its own run.
+So the cost of k new nodes is k node applies plus one cluster-wide step, not k of them.
 """
 
 # Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
 # the tests put it there too.
+import contextlib
+import os
+import urllib.parse
+import uuid
+
 import crane_engine
 import crane_hostlist
 from crane_engine import Controller, Minions, StepError
@@ -31,13 +43,69 @@ DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180, "ba
 BATCH = "25%"  # crane:elastic:batch when the pillar has none
 
 
-def _wait_lock(cluster, action, wait):
-    """The engine's run lock, waiting up to ``wait`` seconds for another run to end."""
+QUEUE_DIR = "join-queue"
+
+
+class _Queue:
+    """The minions waiting to join: ``<state_dir>/join-queue/<minion>.json`` holds the token
+    of the run that queued it and, once a run has joined it, that run's report for it."""
+
+    def __init__(self, cluster):
+        self.dir = os.path.join(cluster.state_dir, QUEUE_DIR)
+
+    def path(self, minion):
+        return os.path.join(self.dir, urllib.parse.quote(minion, safe="") + ".json")
+
+    def add(self, minion):
+        token = uuid.uuid4().hex
+        crane_engine.write_json(self.path(minion), {"token": token})
+        return token
+
+    def waiting(self):
+        """``{minion: token}`` of the minions queued and not joined yet."""
+        try:
+            names = sorted(n for n in os.listdir(self.dir) if n.endswith(".json"))
+        except OSError:
+            return {}
+        found = {}
+        for name in names:
+            entry = crane_engine.read_json(os.path.join(self.dir, name))
+            if entry.get("token") and "report" not in entry:
+                found[urllib.parse.unquote(name[: -len(".json")])] = entry["token"]
+        return found
+
+    def settle(self, minion, token, report):
+        """Leave ``report`` for the run that queued ``minion`` with ``token``, unless the
+        minion was queued again since (that run joins it itself)."""
+        if crane_engine.read_json(self.path(minion)).get("token") == token:
+            crane_engine.write_json(self.path(minion), {"token": token, "report": report})
+
+    def report(self, minion, token):
+        """The report another run left for this run's ``minion`` (taken off the queue)."""
+        entry = crane_engine.read_json(self.path(minion))
+        if entry.get("token") != token or "report" not in entry:
+            return None
+        self.remove(minion)
+        return entry["report"]
+
+    def remove(self, minion):
+        with contextlib.suppress(OSError):
+            os.remove(self.path(minion))
+
+    def drop(self, minion, token):
+        """Take ``minion`` off the queue unless it was queued again since."""
+        if crane_engine.read_json(self.path(minion)).get("token") == token:
+            self.remove(minion)
+
+
+def _wait_lock(cluster, action, wait, settled=lambda: False):
+    """The engine's run lock, waiting up to ``wait`` seconds for another run to end; None as
+    soon as ``settled()`` is true (another run has done this one's work meanwhile)."""
     deadline = cluster.now() + float(wait)
     noted = None
-    while True:
+    while not settled():
         try:
-            return crane_engine.acquire_lock(cluster.state_dir, action, cluster.now())
+            lock = crane_engine.acquire_lock(cluster.state_dir, action, cluster.now())
         except StepError as exc:
             if cluster.now() >= deadline:
                 raise StepError(f"gave up waiting after {wait}s: {exc}") from exc
@@ -45,6 +113,11 @@ def _wait_lock(cluster, action, wait):
                 cluster.progress(f"waiting: {exc}")
                 noted = str(exc)
             cluster.sleep(crane_engine.POLL)
+            continue
+        if not settled():  # the run that held the lock may have settled it just before
+            return lock
+        crane_engine.release_lock(lock)
+    return None
 
 
 class _Step:
@@ -122,31 +195,99 @@ class _Step:
 
 
 class Join(_Step):
+    """Joins ``minion`` and the minions queued with it (``batch``): each prepared and gated
+    alone (one failing is not added; the others go on), then one config step, cranectld's
+    restart and the closing rolling restart for all that passed."""
+
+    def __init__(self, cluster, action, minion, options):
+        super().__init__(cluster, action, minion, options)
+        self.batch = [minion]  # then the minions queued with it, see _join
+        self.groups = {}  # minion -> the node groups by selector it matches
+        self.hosts = {}  # minion -> its host name, once it passed its gates and joined
+        self.errors = {}  # minion -> why it was not joined
+        self.common_error = None  # why the cluster-wide step failed, for every minion
+
     def run(self):
-        self.progress("syncing modules, pillar and mine facts")
-        self.minions.one(self.minion, "saltutil.sync_all", timeout=crane_engine.SYNC_TIMEOUT)
-        self.minions.one(self.minion, "saltutil.refresh_pillar", kwarg={"wait": True})
-        self.minions.one(self.minion, "mine.update")
-        groups = self.minions.one(self.minion, "crane.selector_groups")
-        if not groups:
-            self.progress("matches no node group by selector: nothing to do")
-            self.report.update(ok=True, groups=[])
-            return
-        self.report["groups"] = groups
+        if len(self.batch) > 1:
+            self.progress(f"joining together with {', '.join(self.batch[1:])} (queued meanwhile)")
+        for minion in self.batch:
+            self.attempt(minion, self.prepare)
+        candidates = [m for m in self.batch if self.groups.get(m)]
+        if candidates:
+            try:
+                self.join(candidates)
+            except StepError as exc:
+                self.common_error = str(exc)
+                raise
+        self.conclude()
+
+    def join(self, candidates):
         options = self.restart_options(self.control()[0])
-        self.progress(f"matches {', '.join(groups)}: applying crane on it alone")
-        failed = self.apply([self.minion], {"elastic": {"candidate": self.minion}})
+        for minion in candidates:
+            self.attempt(minion, self.gate)
+        joined = [m for m in candidates if m in self.hosts]
+        if not joined:
+            return
+        # the last one's own apply already counted every other one as joined
+        self.reconfigure(skip=joined[-1:])
+        for minion in joined:
+            self.wait_registered(self.hosts[minion])
+        self.restart_due(options)
+
+    def attempt(self, minion, step):
+        """``step(minion)``; a StepError leaves that minion out, with the reason."""
+        try:
+            step(minion)
+        except StepError as exc:
+            self.errors[minion] = str(exc)
+            if minion != self.minion:
+                self.progress(f"{minion} not joined: {exc}")
+
+    def prepare(self, minion):
+        """Its modules, pillar and mine facts; the node groups whose selector it matches."""
+        self.progress(f"syncing modules, pillar and mine facts of {minion}")
+        self.minions.one(minion, "saltutil.sync_all", timeout=crane_engine.SYNC_TIMEOUT)
+        self.minions.one(minion, "saltutil.refresh_pillar", kwarg={"wait": True})
+        self.minions.one(minion, "mine.update")
+        self.groups[minion] = self.minions.one(minion, "crane.selector_groups")
+        if not self.groups[minion]:
+            self.progress(f"{minion} matches no node group by selector: nothing to do")
+
+    def gate(self, minion):
+        """crane on the minion alone, counted as joined; marked joined when that passes."""
+        self.progress(
+            f"{minion} matches {', '.join(self.groups[minion])}: applying crane on it alone"
+        )
+        failed = self.apply([minion], {"elastic": {"candidate": minion}})
         if failed:
             self.report["failed"].update(failed)
-            raise StepError(f"not added, its own apply failed: {failed[self.minion]}")
-        self.minions.one(self.minion, "crane.joined", [True])
-        self.minions.one(self.minion, "mine.update")
-        host = self.minions.one(self.minion, "grains.get", ["host"])
-        self.progress(f"passed its gates; marked joined as {host}")
-        self.reconfigure(skip=(self.minion,))
-        self.wait_registered(host)
-        self.restart_due(options)
-        self.report.update(ok=True, node=host)
+            raise StepError(f"not added, its own apply failed: {failed[minion]}")
+        self.minions.one(minion, "crane.joined", [True])
+        self.minions.one(minion, "mine.update")
+        host = self.minions.one(minion, "grains.get", ["host"])
+        self.progress(f"{minion} passed its gates; marked joined as {host}")
+        self.hosts[minion] = host
+
+    def conclude(self):
+        own = self.report_of(self.minion)
+        self.report.update({k: own[k] for k in ("ok", "groups", "node") if k in own})
+        if len(self.batch) > 1:
+            self.report["batch"] = self.batch
+        if "error" in own:
+            raise StepError(own["error"])
+
+    def report_of(self, minion):
+        """What the join of ``minion`` came to, as its own run reports it."""
+        error = self.errors.get(minion) or self.common_error
+        report = {"ok": error is None, "action": "join", "minion": minion}
+        report["groups"] = self.groups.get(minion, [])
+        if minion in self.hosts:
+            report["node"] = self.hosts[minion]
+        if minion != self.minion:
+            report["joined_with"] = self.minion
+        if error:
+            report["error"] = error
+        return report
 
     def wait_registered(self, host):
         """Until cranectld lists ``host`` up (its craned runs since its own apply)."""
@@ -218,7 +359,9 @@ def _names(config):
 
 def run(cluster, action, minion, options=None):
     """A join or leave of ``minion``; the report (``retcode`` 1 and ``Error`` on failure)."""
-    step = (Join if action == "join" else Leave)(cluster, action, minion, options)
+    if action == "join":
+        return _join(cluster, minion, options)
+    step = Leave(cluster, action, minion, options)
     lock = None
     try:
         lock = _wait_lock(cluster, action, step.opts["lock_wait"])
@@ -229,7 +372,44 @@ def run(cluster, action, minion, options=None):
     finally:
         if lock:
             crane_engine.release_lock(lock)
-    step.report["retcode"] = 0 if step.report["ok"] else 1
-    if not step.report["ok"]:
-        step.report["Error"] = step.report["error"]
-    return step.report
+    return _finished(step.report)
+
+
+def _join(cluster, minion, options):
+    """Queue ``minion``, then join it with whatever is queued once the lock is ours, or
+    return the report a run that held the lock meanwhile left for it."""
+    queue = _Queue(cluster)
+    token = queue.add(minion)
+    step = Join(cluster, "join", minion, options)
+    taken = {}
+
+    def settled():
+        taken["report"] = queue.report(minion, token)
+        return taken["report"] is not None
+
+    lock, others = None, {}
+    try:
+        lock = _wait_lock(cluster, "join", step.opts["lock_wait"], settled)
+        if lock is None:
+            step.progress(f"joined by the run of {taken['report'].get('joined_with')}")
+            return _finished(taken["report"])
+        others = {m: t for m, t in queue.waiting().items() if m != minion}
+        step.batch.extend(sorted(others))
+        step.run()
+    except StepError as exc:
+        step.report["error"] = str(exc)
+        step.progress(f"FAILED: {exc}")
+    finally:
+        for other, other_token in others.items():
+            queue.settle(other, other_token, _finished(step.report_of(other)))
+        queue.drop(minion, token)
+        if lock:
+            crane_engine.release_lock(lock)
+    return _finished(step.report)
+
+
+def _finished(report):
+    report["retcode"] = 0 if report["ok"] else 1
+    if not report["ok"]:
+        report["Error"] = report["error"]
+    return report

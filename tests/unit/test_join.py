@@ -3,6 +3,8 @@ other node hears of it, restarts cranectld, then the craned whose restart is due
 time without a drain (jobs keep running), waits for another run, and does nothing for a minion
 no selector matches; a leave drains first and keeps a busy node."""
 
+import os
+
 import crane_engine
 import crane_join
 import pytest
@@ -15,24 +17,33 @@ CHANGING = ("state.apply", "crane.joined", "crane.drain", "service.stop", "servi
 
 
 class ElasticCluster(FakeCluster):
-    """FakeCluster plus a minion that has started but is not a node yet."""
+    """FakeCluster plus minions that have started but are not nodes yet."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, new=(NEW,)):
         super().__init__(state_dir, compute=("cn01", "cn02"), login=())
-        self.roles[NEW] = []
-        self.installed[NEW], self.hashes[NEW] = "1.1.2", "h1"
+        self.new = set(new)
+        for minion in new:
+            self.roles[minion] = []
+            self.installed[minion], self.hashes[minion] = "1.1.2", "h1"
         self.matches = ["G@crane:partition:GPU"]
-        self.gate_fails = False
-        self.joined = False
+        self.gate_fails = set()  # new minions whose own apply fails its gres gate
+        self.joined = set()
         self.mine = {}  # minion -> crane_facts the master serves
         self.unlock_at = None  # (fake) time another run releases the lock
         self.lost = set()  # nodes whose craned exits for good when it restarts
+        self.new_applies = []  # the new minions' own applies, in order
+        self.cranectld_restarts = 0
+        self.on_sleep = None  # run once at the next sleep (another run going on meanwhile)
+
+    def call(self, *args, **kwargs):
+        self.clock += 0.01  # a call takes time: a craned started now is newer than one before
+        return super().call(*args, **kwargs)
 
     def _saltutil_refresh_pillar(self, minion, wait=False):
         return True
 
     def _mine_update(self, minion):
-        self.mine[minion] = {"ready": self.joined}
+        self.mine[minion] = {"ready": minion in self.joined}
         return True
 
     def _mine_get(self, minion, tgt, fun):
@@ -42,25 +53,28 @@ class ElasticCluster(FakeCluster):
         return list(self.matches)
 
     def _crane_joined(self, minion, value=None):
-        self.joined = bool(value)
-        return self.joined
+        if value:  # crane.roles resolves the selectors: a joined minion is a compute node
+            self.joined.add(minion)
+            self.roles[minion] = ["compute"]
+        return minion in self.joined
 
     def _grains_get(self, minion, key):
         return minion if key == "host" else super()._grains_get(minion, key)
 
     def _state_apply(self, minion, sls, pillar=None):
         crane = (pillar or {}).get("crane", {})
-        if minion == NEW:
-            if self.gate_fails:
+        if crane.get("elastic", {}).get("candidate") == minion:  # its own apply, gates first
+            if minion in self.gate_fails:
                 return {"crane_|-crane-gres-gate_|-x_|-gres_valid": {
                     "__id__": "crane-gres-gate", "result": False,
-                    "comment": "gpu05: /dev/nvidia3 does not exist"}}  # fmt: skip
-            assert crane.get("elastic", {}).get("candidate") == NEW or self.joined
+                    "comment": f"{minion}: /dev/nvidia3 does not exist"}}  # fmt: skip
+            self.new_applies.append(minion)
             return {"service_|-a_|-craned_|-running": {"__id__": "a", "result": True}}
-        if self.roles[minion] == ["control"] and self.joined and NEW not in self.craned:
+        if self.roles[minion] == ["control"] and set(self.joined) - set(self.craned):
             assert crane.get("restart") == "on_change"
-            self.roles[NEW] = ["compute"]
-            self.craned[NEW], self.jobs[NEW], self.started[NEW] = True, 0, self.clock
+            self.cranectld_restarts += 1
+            for new in self.joined - set(self.craned):
+                self.craned[new], self.jobs[new], self.started[new] = True, 0, self.clock
         if self.roles[minion] == ["compute"] and crane.get("restart") == "never":
             self.due.add(minion)  # config only: craned keeps running, its restart is due
             return {"file_|-a_|-config_|-managed": {"__id__": "a", "result": True}}
@@ -71,6 +85,9 @@ class ElasticCluster(FakeCluster):
 
     def sleep(self, seconds):
         super().sleep(seconds)
+        hook, self.on_sleep = self.on_sleep, None
+        if hook:
+            hook()
         if self.unlock_at is not None and self.clock >= self.unlock_at:
             crane_engine.release_lock(f"{self.state_dir}/{crane_engine.LOCK_FILE}")
             self.unlock_at = None
@@ -131,7 +148,7 @@ def test_join_stops_naming_a_craned_that_does_not_come_back(cluster):
 
 
 def test_node_failing_its_gates_is_not_added_anywhere(cluster):
-    cluster.gate_fails = True
+    cluster.gate_fails = {NEW}
     report = crane_join.run(cluster, "join", NEW)
     assert not report["ok"] and report["retcode"] == 1
     assert "/dev/nvidia3 does not exist" in report["Error"]
@@ -229,3 +246,76 @@ def test_leave_waits_until_the_master_forgot_the_minion(cluster):
     report = crane_join.run(cluster, "leave", "cn02")
     assert not report["ok"] and "still serves its mine data" in report["Error"]
     assert changing(cluster) == []
+
+
+RACKED = ("gpu05", "gpu06", "gpu07")
+
+
+@pytest.fixture
+def racked(tmp_path):
+    fake = ElasticCluster(tmp_path, new=RACKED)
+    fake.jobs["cn01"] = 1
+    return fake
+
+
+def start_together(cluster):
+    """gpu06's join starts while another run holds the lock, gpu07's while gpu06's waits,
+    then the lock is freed and gpu05's starts and gets it: ``{minion: report}``."""
+    crane_engine.acquire_lock(cluster.state_dir, "restart", cluster.now())
+    reports = {}
+
+    def lock_freed_then_gpu05_starts():
+        crane_engine.release_lock(f"{cluster.state_dir}/{crane_engine.LOCK_FILE}")
+        reports["gpu05"] = crane_join.run(cluster, "join", "gpu05")
+
+    def gpu07_starts():
+        cluster.on_sleep = lock_freed_then_gpu05_starts
+        reports["gpu07"] = crane_join.run(cluster, "join", "gpu07")
+
+    cluster.on_sleep = gpu07_starts
+    reports["gpu06"] = crane_join.run(cluster, "join", "gpu06")
+    return reports
+
+
+def restarts(cluster, node):
+    return changing(cluster).count(("crane.restart_mark", node))
+
+
+def test_nodes_started_together_join_in_one_config_step_and_one_rolling_restart(racked):
+    racked.gate_fails = {"gpu06"}
+    reports = start_together(racked)
+    assert reports["gpu05"]["ok"] and reports["gpu05"]["batch"] == list(RACKED)
+    assert reports["gpu07"]["ok"] and reports["gpu07"]["retcode"] == 0
+    assert reports["gpu07"]["node"] == "gpu07" and reports["gpu07"]["joined_with"] == "gpu05"
+    assert not reports["gpu06"]["ok"] and reports["gpu06"]["retcode"] == 1
+    assert "/dev/nvidia3 does not exist" in reports["gpu06"]["Error"]
+    # each gated alone, the failing one left out; then one cluster-wide step for both
+    assert racked.new_applies == ["gpu05", "gpu07"]
+    assert racked.cranectld_restarts == 1
+    assert [restarts(racked, n) for n in ("cn01", "cn02", "gpu05")] == [1, 1, 1]
+    assert racked.due == set()
+    assert {n: racked.node_state(n)["resource"] for n in ("gpu05", "gpu07", "cn01")} == {
+        "gpu05": "idle", "gpu07": "idle", "cn01": "alloc"}  # fmt: skip
+    assert "gpu06" not in racked.craned
+    assert os.listdir(crane_join._Queue(racked).dir) == []
+
+
+def test_a_failed_cluster_step_fails_every_join_of_the_batch(racked):
+    racked.lost.add("cn02")
+    reports = start_together(racked)
+    for minion in RACKED:
+        assert not reports[minion]["ok"], minion
+        assert reports[minion]["Error"].startswith("rolling restart of craned: batch"), minion
+
+
+def test_a_minion_queued_again_meanwhile_is_left_to_its_own_run(racked):
+    queue = crane_join._Queue(racked)
+    first = queue.add("gpu07")
+    assert queue.waiting() == {"gpu07": first}
+    again = queue.add("gpu07")  # it restarted: a second start event
+    queue.settle("gpu07", first, {"ok": True})
+    assert queue.report("gpu07", first) is None and queue.report("gpu07", again) is None
+    assert queue.waiting() == {"gpu07": again}
+    report = crane_join.run(racked, "join", "gpu07")
+    assert report["ok"] and report["node"] == "gpu07" and "batch" not in report
+    assert queue.waiting() == {}
