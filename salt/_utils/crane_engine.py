@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 
 # Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
@@ -32,6 +33,7 @@ POLL = 2
 CONTROL_GRAIN = "crane:roles:control"
 LOCK_FILE = "crane-run.lock"
 RECORD_FILE = "crane-run.json"
+RECORDS_KEPT = 8  # unfinished runs remembered at most (the newest)
 LOCK_MAX_AGE = 24 * 3600  # a lock older than this is stale whoever holds it
 # journal and log lines that are not a daemon's reason for failing
 NOISE = re.compile(
@@ -340,7 +342,7 @@ def read_json(path):
 def write_json(path, data):
     """Replace ``path`` atomically (a crash never leaves half a file), readable by root only."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.new"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.new"  # writers of one path never share it
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
         json.dump(data, handle, indent=1, sort_keys=True)
     os.replace(tmp, path)
@@ -349,29 +351,47 @@ def write_json(path, data):
 # --- the run record: what an unfinished run has done -----------------------------------------
 
 
+def _records(state_dir):
+    """The records of unfinished runs, one per key (a file of earlier releases held one)."""
+    data = read_json(os.path.join(state_dir, RECORD_FILE))
+    runs = [data] if "key" in data else data.get("runs") or []
+    return [r for r in runs if isinstance(r, dict) and "key" in r]
+
+
+def _write_records(state_dir, runs):
+    path = os.path.join(state_dir, RECORD_FILE)
+    if not runs:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return
+    newest = sorted(runs, key=lambda r: r.get("started", 0))[-RECORDS_KEPT:]
+    write_json(path, {"runs": newest})
+
+
 def load_record(state_dir, key):
     """``{node or minion: why}`` done by an unfinished earlier run with the same ``key``
     (command, version, config hash): a restart has no version to tell done nodes by."""
-    record = read_json(os.path.join(state_dir, RECORD_FILE))
-    if record.get("key") != key:
+    record = next((r for r in _records(state_dir) if r["key"] == key), {})
+    if not record:
         return {}
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.get("started", 0)))
     return {n: f"done by the unfinished run started {started} UTC" for n in record.get("done", [])}
 
 
 def save_record(state_dir, key, started, done):
-    """Add ``done`` to the run record (a new one when ``key`` differs)."""
-    path = os.path.join(state_dir, RECORD_FILE)
-    old = read_json(path)
-    if old.get("key") == key:
+    """Add ``done`` to the record of the runs with ``key``; other runs' records stay."""
+    runs = _records(state_dir)
+    old = next((r for r in runs if r["key"] == key), None)
+    if old:
         started = old.get("started", started)
-        done = sorted(set(old.get("done", [])) | set(done))
-    write_json(path, {"key": key, "started": started, "done": sorted(done)})
+        done = set(old.get("done", [])) | set(done)
+    others = [r for r in runs if r["key"] != key]
+    _write_records(state_dir, [*others, {"key": key, "started": started, "done": sorted(done)}])
 
 
-def clear_record(state_dir):
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(state_dir, RECORD_FILE))
+def clear_record(state_dir, key):
+    """A run with ``key`` finished: its record goes, an unfinished other run's stays."""
+    _write_records(state_dir, [r for r in _records(state_dir) if r["key"] != key])
 
 
 # --- the control node's view -----------------------------------------------------------------
@@ -1338,7 +1358,7 @@ class Run:
                     self.rolling(facts, ctl)
                 self.report["ok"] = True
                 if self.cluster.state_dir:
-                    clear_record(self.cluster.state_dir)
+                    clear_record(self.cluster.state_dir, self.key(facts))
         except StepError as exc:
             self.report["error"] = str(exc)
             if "plan" not in self.report:

@@ -145,3 +145,28 @@ def test_with_a_keepalived_pair_no_control_node_is_touched(tmp_path):
     assert "ha" not in report["plan"] and not report["plan"]["control"]["todo"]
     assert [m for _f, m in changing(pair) if m in ("ctl1", "ctl2")] == []
     assert pair.master() == "ctl1" and report["done"] == COMPUTE
+
+
+def test_a_finished_no_drain_run_keeps_the_record_of_an_unfinished_admin_restart(cluster):
+    cluster.jobs["cn04"] = 1
+    admin = restart(cluster, drain=True, drain_timeout=5)  # stops at busy cn04
+    assert admin["retcode"] == 1 and "cn01" in admin["done"]
+    cluster.jobs["cn04"] = 0
+    cluster.due.add("cn02")  # a join's config step left cn02's restart due
+    closing = restart(cluster, only_due=True)
+    assert closing["retcode"] == 0 and closing["done"] == ["cn02"]
+    cluster.log.clear()
+    again = restart(cluster, drain=True)  # the admin's re-run resumes its own run
+    assert again["retcode"] == 0, again["summary"]
+    assert again["skipped"]["cn01"].startswith("done by the unfinished run started")
+    assert [c[1] for c in cluster.calls("state.apply")] == ["cn04"]
+
+
+def test_run_records_of_other_runs_are_kept_and_the_oldest_dropped(tmp_path):
+    for number in range(crane_engine.RECORDS_KEPT + 2):
+        crane_engine.save_record(str(tmp_path), {"run": number}, number, [f"cn{number:02d}"])
+    assert crane_engine.load_record(str(tmp_path), {"run": 0}) == {}
+    assert list(crane_engine.load_record(str(tmp_path), {"run": 9})) == ["cn09"]
+    crane_engine.clear_record(str(tmp_path), {"run": 9})
+    assert crane_engine.load_record(str(tmp_path), {"run": 9}) == {}
+    assert list(crane_engine.load_record(str(tmp_path), {"run": 8})) == ["cn08"]
