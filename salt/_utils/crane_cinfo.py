@@ -16,11 +16,16 @@ Public functions: ``parse_cinfo`` / ``parse_cinfo_json`` / ``parse_cinfo_table``
 """
 
 import json
+import os
 import re
+import sys
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_hostlist
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_hostlist  # noqa: E402
 
 # Enum values in proto order (the JSON may carry the number instead of the name).
 PARTITION_STATES = ("up", "down")

@@ -11,12 +11,16 @@ import difflib
 import ipaddress
 import os
 import re
+import sys
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_gres
-import crane_hostlist
-import yaml
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_gres  # noqa: E402
+import crane_hostlist  # noqa: E402
+import yaml  # noqa: E402
 
 MEMORY_RE = re.compile(r"^\d+[KMBG]$")
 MEMORY_SUBSTRING_RE = re.compile(r"\d+[KMBG]")

@@ -20,11 +20,16 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 
-# Salt's loader puts this folder on sys.path while it loads a module; the tests put it there.
-import crane_engine
-import crane_hostlist
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_engine  # noqa: E402
+import crane_hostlist  # noqa: E402
 
 MODES = ("heal", "report")
 STATE_DIR = "/var/lib/crane-formula"  # on the node, beside the restart markers

@@ -13,9 +13,15 @@ so config.yaml holds only keys CraneSched knows and is the same on every node th
 same mine.
 """
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_hostlist
+import os
+import sys
+
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_hostlist  # noqa: E402
 
 AUTO = "auto"
 #: memory is published rounded down to a multiple of this many MiB. CraneSched's health check

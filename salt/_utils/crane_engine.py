@@ -18,14 +18,18 @@ import json
 import os
 import re
 import socket
+import sys
 import threading
 import time
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_ha
-import crane_hostlist
-import crane_upgrade
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_ha  # noqa: E402
+import crane_hostlist  # noqa: E402
+import crane_upgrade  # noqa: E402
 
 CALL_TIMEOUT = 15
 SYNC_TIMEOUT = 120  # saltutil.sync_all and pkg.refresh_db answer only when done

@@ -17,10 +17,14 @@ import os
 import re
 import stat as statmod
 import subprocess
+import sys
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_hostlist
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_hostlist  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,15 @@ Pure functions: the execution module and the tests call them.
 """
 
 import ipaddress
+import os
+import sys
 
-import crane_config
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_config  # noqa: E402
 
 PRIORITY_RANGE = (1, 254)  # keepalived: 255 is reserved for the address owner
 ROUTER_ID_RANGE = (1, 255)

@@ -27,16 +27,20 @@ there and return it; a minion queued again meanwhile (it restarted) is left for 
 So the cost of k new nodes is k node applies plus one cluster-wide step, not k of them.
 """
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
 import contextlib
 import os
+import sys
 import urllib.parse
 import uuid
 
-import crane_engine
-import crane_hostlist
-from crane_engine import Controller, Minions, StepError
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_engine  # noqa: E402
+import crane_hostlist  # noqa: E402
+from crane_engine import Controller, Minions, StepError  # noqa: E402
 
 LEAVE_REASON = "crane-formula: node left the cluster"
 DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180, "batch": None}

@@ -7,11 +7,16 @@ config hashes, plan and summary text).
 """
 
 import math
+import os
 import re
+import sys
 
-# Salt's loader (3006 and 3008) puts this folder on sys.path while it loads a module;
-# the tests put it there too.
-import crane_hostlist
+# Siblings by name; the folder stays on sys.path (README, "How the utilities load").
+_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
+if _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)
+
+import crane_hostlist  # noqa: E402
 
 REASON_PREFIX = "crane-formula: "
 MAX_REASON = 200
