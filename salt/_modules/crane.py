@@ -131,11 +131,17 @@ def _pillar_settings():
     return data if isinstance(data, dict) else {}
 
 
+def _raw_config():
+    """The pillar's crane:config as written: node groups by selector not resolved."""
+    return _pillar_settings().get("config") or {}
+
+
 def _config(config=None):
-    """The cluster config to work on: the argument, else the pillar's crane:config."""
+    """The cluster config to work on: the argument, else the pillar's crane:config with its
+    node groups by selector resolved (the nodes that joined count)."""
     if config is not None:
         return config
-    return _pillar_settings().get("config") or {}
+    return _resolve_selectors(_raw_config(), _pillar_settings(), [], [])
 
 
 def _host_names():
@@ -157,9 +163,7 @@ def roles(config=None, login_nodes=None):
     if login_nodes is None:
         login_nodes = _pillar_settings().get("login_nodes") or []
     ha_pair = __utils__["crane_ha.pair"](_pillar_settings().get("ha"))
-    if config is None:  # the pillar's, with its node groups by selector resolved
-        config = _resolve_selectors(_config(), _pillar_settings(), [], [])
-    return __utils__["crane_config.roles"](config, _host_names(), login_nodes, ha_pair)
+    return __utils__["crane_config.roles"](_config(config), _host_names(), login_nodes, ha_pair)
 
 
 def _no_role_comment(config):
@@ -385,7 +389,7 @@ def selector_groups(minion=None):
         salt cn05 crane.selector_groups
     """
     minion = minion or __grains__.get("id")
-    matches = __utils__["crane_elastic.selectors"](_config())
+    matches = __utils__["crane_elastic.selectors"](_raw_config())
     return [match for match in matches if minion in _selected(match)]
 
 

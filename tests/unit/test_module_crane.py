@@ -187,6 +187,22 @@ def test_cinfo_nodes_and_health(pillar):
     assert "retcode" not in crane.__context__
 
 
+def test_health_and_drains_count_the_nodes_that_joined_by_selector(pillar, tmp_path):
+    # gpu05 joined through a node group by selector: the pillar does not name it, the
+    # config the control node renders does; health must miss it, a drain on it must stay
+    match = "G@crane:partition:GPUX"
+    pillar["crane"]["config"]["Nodes"].append({"match": match, "cpu": 8, "memory": "15G"})
+    pillar["crane"]["config"]["Partitions"].append({"name": "GPUX", "match": match})
+    crane, _ = module(pillar, {"cinfo": {"stdout": CINFO_JSON}})
+    joined = {"host": "gpu05", "ready": True, "cpu": 8, "memory": 15992, "gres": []}
+    crane.__salt__["mine.get"] = lambda tgt, fun, tgt_type="glob": {"m5": joined}
+    assert crane.health()["missing"] == ["gpu05"]
+    crane.DRAINS_FILE = str(tmp_path / "drains.json")
+    (tmp_path / "drains.json").write_text(json.dumps({"gpu05": "disk swap"}))
+    crane._drains_path = lambda: crane.DRAINS_FILE
+    assert crane.drains_restore(timeout=0)["pending"] == {"gpu05": "disk swap"}
+
+
 def test_unreachable_cranectld_is_an_error_not_an_empty_cluster(pillar):
     down = {
         "retcode": 3,
