@@ -21,9 +21,10 @@ restarted mid-join, finishes what the first one began.
 
 Nodes racked together join together: each join queues its minion first (a file per minion in
 the master's state directory), and the run that gets the lock takes every minion queued by
-then: each applied and gated alone, then one config step, one cranectld restart and one
-rolling restart of craned for all of them. The runs still waiting find their minion's report
-there and return it; a minion queued again meanwhile (it restarted) is left for its own run.
+then, and those queued while it gates them: each applied and gated alone, then one config
+step, one cranectld restart and one rolling restart of craned for all of them. The runs
+still waiting find their minion's report there and return it; a minion queued again
+meanwhile (it restarted) is left for its own run.
 So the cost of k new nodes is k node applies plus one cluster-wide step, not k of them.
 """
 
@@ -200,43 +201,53 @@ class _Step:
 
 class Join(_Step):
     """Joins ``minion`` and the minions queued with it (``batch``): each prepared and gated
-    alone (one failing is not added; the others go on), then one config step, cranectld's
-    restart and the closing rolling restart for all that passed."""
+    alone (one failing is not added; the others go on), minions queued while that goes on
+    taken in too (``more``), then one config step, cranectld's restart and the closing
+    rolling restart for all that passed."""
 
-    def __init__(self, cluster, action, minion, options):
+    def __init__(self, cluster, action, minion, options, more=list):
         super().__init__(cluster, action, minion, options)
         self.batch = [minion]  # then the minions queued with it, see _join
+        self.more = more  # the minions queued since the last call, see _join
         self.groups = {}  # minion -> the node groups by selector it matches
         self.hosts = {}  # minion -> its host name, once it passed its gates and joined
         self.errors = {}  # minion -> why it was not joined
         self.common_error = None  # why the cluster-wide step failed, for every minion
+        self.options = None  # the closing restart's, checked before the first gate
 
     def run(self):
-        if len(self.batch) > 1:
-            self.progress(f"joining together with {', '.join(self.batch[1:])} (queued meanwhile)")
-        for minion in self.batch:
-            self.attempt(minion, self.prepare)
-        candidates = [m for m in self.batch if self.groups.get(m)]
-        if candidates:
-            try:
-                self.join(candidates)
-            except StepError as exc:
-                self.common_error = str(exc)
-                raise
+        try:
+            self.gate_all()
+            joined = [m for m in self.batch if m in self.hosts]
+            if joined:
+                self.join(joined)
+        except StepError as exc:
+            self.common_error = str(exc)
+            raise
         self.conclude()
 
-    def join(self, candidates):
-        options = self.restart_options(self.control()[0])
-        for minion in candidates:
-            self.attempt(minion, self.gate)
-        joined = [m for m in candidates if m in self.hosts]
-        if not joined:
-            return
+    def gate_all(self):
+        """Prepare and gate every minion of the batch, taking in the ones queued meanwhile."""
+        new = list(self.batch)
+        while new:
+            others = [m for m in new if m != self.minion]
+            if others:
+                self.progress(f"joining together with {', '.join(others)} (queued meanwhile)")
+            for minion in new:
+                self.attempt(minion, self.prepare)
+            for minion in (m for m in new if self.groups.get(m)):
+                if self.options is None:
+                    self.options = self.restart_options(self.control()[0])
+                self.attempt(minion, self.gate)
+            new = [m for m in self.more() if m not in self.batch]
+            self.batch.extend(new)
+
+    def join(self, joined):
         # the last one's own apply already counted every other one as joined
         self.reconfigure(skip=joined[-1:])
         for minion in joined:
             self.wait_registered(self.hosts[minion])
-        self.restart_due(options)
+        self.restart_due(self.options)
 
     def attempt(self, minion, step):
         """``step(minion)``; a StepError leaves that minion out, with the reason."""
@@ -384,21 +395,27 @@ def _join(cluster, minion, options):
     return the report a run that held the lock meanwhile left for it."""
     queue = _Queue(cluster)
     token = queue.add(minion)
-    step = Join(cluster, "join", minion, options)
+    others = {}  # minion -> token, of the queued minions this run takes in
+
+    def more():
+        found = {m: t for m, t in queue.waiting().items() if m != minion and m not in others}
+        others.update(found)
+        return sorted(found)
+
+    step = Join(cluster, "join", minion, options, more)
     taken = {}
 
     def settled():
         taken["report"] = queue.report(minion, token)
         return taken["report"] is not None
 
-    lock, others = None, {}
+    lock = None
     try:
         lock = _wait_lock(cluster, "join", step.opts["lock_wait"], settled)
         if lock is None:
             step.progress(f"joined by the run of {taken['report'].get('joined_with')}")
             return _finished(taken["report"])
-        others = {m: t for m, t in queue.waiting().items() if m != minion}
-        step.batch.extend(sorted(others))
+        step.batch.extend(more())
         step.run()
     except StepError as exc:
         step.report["error"] = str(exc)

@@ -300,6 +300,26 @@ def test_nodes_started_together_join_in_one_config_step_and_one_rolling_restart(
     assert os.listdir(crane_join._Queue(racked).dir) == []
 
 
+def test_a_minion_queued_while_the_batch_is_gated_joins_with_it(racked):
+    # gpu07 starts while gpu05's run is gating gpu05: its run queues it and waits
+    queue, tokens = crane_join._Queue(racked), {}
+    own_apply = racked._state_apply
+
+    def state_apply(minion, sls, pillar=None):
+        if minion == "gpu05" and not tokens:
+            tokens["gpu07"] = queue.add("gpu07")
+        return own_apply(minion, sls, pillar)
+
+    racked._state_apply = state_apply
+    report = crane_join.run(racked, "join", "gpu05")
+    assert report["ok"] and report["batch"] == ["gpu05", "gpu07"]
+    assert racked.new_applies == ["gpu05", "gpu07"] and racked.cranectld_restarts == 1
+    assert [restarts(racked, n) for n in ("cn01", "cn02", "gpu05")] == [1, 1, 1]
+    left = queue.report("gpu07", tokens["gpu07"])
+    assert left["ok"] and left["node"] == "gpu07" and left["joined_with"] == "gpu05"
+    assert racked.due == set()
+
+
 def test_a_failed_cluster_step_fails_every_join_of_the_batch(racked):
     racked.lost.add("cn02")
     reports = start_together(racked)
