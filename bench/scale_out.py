@@ -124,7 +124,15 @@ def apply_sls(cluster, sls, targets=None, pillar=None):
     if failures:
         raise RuntimeError(f"state.apply {sls} failed: {str(failures)[:800]}")
     run.changed = summarize(returns)[1]
+    if run.changed:
+        log(f"state.apply {sls} changed: {changed_states(returns)[:10]}")
     return run
+
+
+def changed_states(returns):
+    """``minion: state id`` of each state that changed something."""
+    return [f"{minion}: {result.get('__id__', key)}" for minion, states in sorted(returns.items())
+            for key, result in states.items() if result.get("changes")]  # fmt: skip
 
 
 def converge_bare(cluster, sls):
