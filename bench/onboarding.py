@@ -18,9 +18,7 @@ Sizes: ``CRANE_FORMULA_SCALE_SIZES`` (as the scale-out rows); network:
 
 import dataclasses
 import itertools
-import shutil
 import sys
-import tempfile
 import time
 
 from bench.converge import (
@@ -39,6 +37,7 @@ from bench.scale_out import (
     ScaleBenchCluster,
     apply_sls,
     check_idle,
+    in_cluster,
     linearity,
     median,
     per_node_growth,
@@ -212,15 +211,12 @@ def onboarding_rows(quick):
     if why:
         return [Row(NAME, "onboarding cluster rows", None, "s", note=why)]
     steps = sizes()
-    extra_root = tempfile.mkdtemp(prefix="crane-bench-onboard-")
-    try:
-        with OnboardCluster(onboard_spec(steps), steps[0], extra_root, log=log) as cluster:
-            figures = measure(cluster, steps, extra_root)
-            left = cluster.stop()
-        if left:
-            log(f"teardown left: {left}")
-    finally:
-        shutil.rmtree(extra_root, ignore_errors=True)
+    figures = in_cluster(
+        lambda root: OnboardCluster(onboard_spec(steps), steps[0], root, log=log),
+        "crane-bench-onboard-",
+        lambda cluster, root: measure(cluster, steps, root),
+        log=log,
+    )
     return rows_from(steps, figures)
 
 

@@ -307,18 +307,29 @@ def scale_rows(quick):
     spec = scale_spec(steps[-1], NET_VARIABLE, NET_DEFAULT)
     log(f"the test cluster's usual nodes, {steps[0]} compute: node-cost baseline")
     default = default_node_cost(spec, steps[0])
-    extra_root = tempfile.mkdtemp(prefix="crane-bench-scale-")
+    host_before = mem_available()
+    figures = in_cluster(
+        lambda root: ScaleBenchCluster(spec, steps[0], root, log=log),
+        "crane-bench-scale-",
+        lambda cluster, root: measure(cluster, steps, root),
+    )
+    figures["host_used"] = host_before - figures["mem_available"]
+    return rows_from(figures, default, steps)
+
+
+def in_cluster(make_cluster, prefix, measure, log=log):
+    """``measure(cluster, extra_root)`` in the cluster ``make_cluster(extra_root)`` boots
+    (an extra file root made for it), torn down after: what ``measure`` returns."""
+    extra_root = tempfile.mkdtemp(prefix=prefix)
     try:
-        host_before = mem_available()
-        with ScaleBenchCluster(spec, steps[0], extra_root, log=log) as cluster:
-            figures = measure(cluster, steps, extra_root)
+        with make_cluster(extra_root) as cluster:
+            figures = measure(cluster, extra_root)
             left = cluster.stop()
         if left:
             log(f"teardown left: {left}")
     finally:
         shutil.rmtree(extra_root, ignore_errors=True)
-    figures["host_used"] = host_before - figures["mem_available"]
-    return rows_from(figures, default, steps)
+    return figures
 
 
 # --- rows ----------------------------------------------------------------------------------------
