@@ -310,7 +310,8 @@ def join(minion, **kwargs):
     event.
 
     lock_wait
-        Seconds to wait for another run to end (default 900).
+        Seconds to wait for another run to end (default: the pillar's
+        ``crane:elastic:lock_wait``, 900).
     register_timeout
         Seconds for the node to show up in cinfo, and for each batch of the closing restart
         to register again (default 180).
@@ -336,9 +337,10 @@ def leave(minion, **kwargs):
     it through ``crane.orch.leave``.
 
     drain_timeout
-        Seconds to wait for the leaving nodes' jobs (default 600).
+        Seconds to wait for the leaving nodes' jobs (default: ``crane:elastic:drain_timeout``,
+        600).
     lock_wait
-        Seconds to wait for another run to end (default 900).
+        Seconds to wait for another run to end (default: ``crane:elastic:lock_wait``, 900).
     batch
         craned restarted at a time at the end (as for ``join``).
 

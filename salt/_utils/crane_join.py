@@ -44,8 +44,8 @@ import crane_hostlist  # noqa: E402
 from crane_engine import Controller, Minions, StepError  # noqa: E402
 
 LEAVE_REASON = "crane-formula: node left the cluster"
-DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180, "batch": None}
-BATCH = "25%"  # crane:elastic:batch when the pillar has none
+DEFAULTS = {"lock_wait": 900, "drain_timeout": 600, "register_timeout": 180, "batch": "25%"}
+PILLAR_OPTIONS = ("lock_wait", "drain_timeout", "batch")  # crane:elastic:<key> when not given
 
 
 QUEUE_DIR = "join-queue"
@@ -104,16 +104,19 @@ class _Queue:
 
 
 def _wait_lock(cluster, action, wait, settled=lambda: False):
-    """The engine's run lock, waiting up to ``wait`` seconds for another run to end; None as
-    soon as ``settled()`` is true (another run has done this one's work meanwhile)."""
-    deadline = cluster.now() + float(wait)
+    """The engine's run lock, waiting up to ``wait()`` seconds (asked when the lock is taken)
+    for another run to end; None as soon as ``settled()`` is true (another run has done this
+    one's work meanwhile)."""
+    began, deadline = cluster.now(), None
     noted = None
     while not settled():
         try:
             lock = crane_engine.acquire_lock(cluster.state_dir, action, cluster.now())
         except StepError as exc:
+            if deadline is None:
+                deadline = began + float(wait())
             if cluster.now() >= deadline:
-                raise StepError(f"gave up waiting after {wait}s: {exc}") from exc
+                raise StepError(f"gave up waiting after {deadline - began:g}s: {exc}") from exc
             if str(exc) != noted:
                 cluster.progress(f"waiting: {exc}")
                 noted = str(exc)
@@ -131,8 +134,41 @@ class _Step:
     def __init__(self, cluster, action, minion, options):
         self.cluster, self.action, self.minion = cluster, action, minion
         self.minions = Minions(cluster)
-        self.opts = {**DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None}}
+        self.given = {k: v for k, v in (options or {}).items() if v is not None}
+        self.opts = {**DEFAULTS, **self.given}
+        self.loaded = False  # the options not given read from the pillar (load_options)
         self.report = {"ok": False, "action": action, "minion": minion, "failed": {}}
+
+    def load_options(self):
+        """The options the runner was not given, from ``crane:elastic`` as the control node
+        has it (its settings leave out a value of the wrong type: the default stays); then
+        the waits checked, naming the option, before anything waits or changes."""
+        if self.loaded:
+            return
+        self.loaded = True
+        if any(key not in self.given for key in PILLAR_OPTIONS):
+            settings = self.minions.one(self.control()[0], "crane.settings")
+            elastic = settings.get("elastic") or {}
+            for key in PILLAR_OPTIONS:
+                if key not in self.given and elastic.get(key) not in (None, ""):
+                    self.opts[key] = elastic[key]
+        for key in ("lock_wait", "drain_timeout", "register_timeout"):
+            self.seconds(key)
+
+    def seconds(self, key):
+        """The option ``key``, a number of seconds; StepError naming it when it is not."""
+        value = self.opts[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise StepError(f"{self.option_name(key)}: seconds, 0 or more: {value!r}")
+        return value
+
+    def lock_wait(self):
+        if "lock_wait" not in self.given:
+            self.load_options()
+        return self.seconds("lock_wait")
+
+    def option_name(self, key):
+        return key if key in self.given else f"crane:elastic:{key}"
 
     def progress(self, message):
         self.cluster.progress(f"{self.action} {self.minion}: {message}")
@@ -156,22 +192,16 @@ class _Step:
         known, _silent = crane_engine.roles(self.minions)
         return crane_engine.control_minion(self.minions, known), known
 
-    def restart_options(self, control):
+    def restart_options(self):
         """The engine's options for the closing restart, checked before anything changes:
         craned only, no drain, the compute nodes whose restart is due, ``batch`` from the
-        runner or ``crane:elastic:batch`` on the control node."""
-        batch = self.opts["batch"]
-        key = "batch"
-        if batch is None:
-            settings = self.minions.one(control, "crane.settings")
-            batch = (settings.get("elastic") or {}).get("batch") or BATCH
-            key = "crane:elastic:batch"
-        options = {"batch": batch, "drain": False, "only_due": True,
+        runner or ``crane:elastic:batch``."""
+        options = {"batch": self.opts["batch"], "drain": False, "only_due": True,
                    "register_timeout": self.opts["register_timeout"]}  # fmt: skip
         try:
             crane_engine.check_options("restart", None, options)
         except ValueError as exc:
-            raise StepError(f"{key}: {exc}") from exc
+            raise StepError(f"{self.option_name('batch')}: {exc}") from exc
         return options
 
     def restart_due(self, options):
@@ -237,7 +267,7 @@ class Join(_Step):
                 self.attempt(minion, self.prepare)
             for minion in (m for m in new if self.groups.get(m)):
                 if self.options is None:
-                    self.options = self.restart_options(self.control()[0])
+                    self.options = self.restart_options()
                 self.attempt(minion, self.gate)
             new = [m for m in self.more() if m not in self.batch]
             self.batch.extend(new)
@@ -322,7 +352,7 @@ class Leave(_Step):
     def run(self):
         control, _known = self.control()
         ctl = Controller(self.minions, control)
-        options = self.restart_options(control)
+        options = self.restart_options()
         self.wait_forgotten(control)
         config = self.minions.one(control, "crane.settings").get("config") or {}
         wanted = {h for g in _names(config) for h in crane_hostlist.expand(g)}
@@ -379,7 +409,8 @@ def run(cluster, action, minion, options=None):
     step = Leave(cluster, action, minion, options)
     lock = None
     try:
-        lock = _wait_lock(cluster, action, step.opts["lock_wait"])
+        lock = _wait_lock(cluster, action, step.lock_wait)
+        step.load_options()
         step.run()
     except StepError as exc:
         step.report["error"] = str(exc)
@@ -411,10 +442,11 @@ def _join(cluster, minion, options):
 
     lock = None
     try:
-        lock = _wait_lock(cluster, "join", step.opts["lock_wait"], settled)
+        lock = _wait_lock(cluster, "join", step.lock_wait, settled)
         if lock is None:
             step.progress(f"joined by the run of {taken['report'].get('joined_with')}")
             return _finished(taken["report"])
+        step.load_options()
         step.batch.extend(more())
         step.run()
     except StepError as exc:

@@ -179,6 +179,30 @@ def test_join_gives_up_when_the_other_run_does_not_end(cluster):
     assert cluster.log == []
 
 
+def test_the_waits_come_from_the_pillar_when_the_runner_gives_none(cluster):
+    settings = cluster._crane_settings
+    cluster._crane_settings = lambda m: {**settings(m), "elastic": {"lock_wait": 30}}
+    crane_engine.acquire_lock(cluster.state_dir, "upgrade", cluster.now())
+    report = crane_join.run(cluster, "join", NEW)
+    assert not report["ok"] and "gave up waiting after 30s" in report["Error"]
+    assert changing(cluster) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "elastic", "named"),
+    [
+        ({"lock_wait": "soon"}, {}, "lock_wait"),
+        ({}, {"drain_timeout": -1}, "crane:elastic:drain_timeout"),
+    ],
+)
+def test_a_wait_that_is_no_number_of_seconds_fails_naming_it(cluster, options, elastic, named):
+    settings = cluster._crane_settings
+    cluster._crane_settings = lambda m: {**settings(m), "elastic": elastic}
+    report = crane_join.run(cluster, "leave", NEW, options)
+    assert not report["ok"] and report["Error"].startswith(f"{named}: seconds, 0 or more")
+    assert changing(cluster) == []
+
+
 def test_join_interrupted_by_a_minion_restart_is_finished_by_the_next_start_event(cluster):
     def restart_minion():
         if cluster.joined:  # its second mine.update: the minion restarts right then
