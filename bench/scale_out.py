@@ -1,9 +1,9 @@
 """Scale-out rows: the formula on one control node and 5, 16 and 32 compute nodes booted on this
 machine, against a plain SLS doing the same file and service work on the same nodes.
 
-The cluster starts at the smallest size and grows to each next one with ``GROW`` (today:
-``grow_by_pillar``; onboarding by the reactor will replace it with one that boots nodes whose
-grains match a selector and waits until they are idle). At every size:
+The cluster starts at the smallest size and grows to each next one with ``GROW``
+(``grow_by_pillar``: the pillar lists the new nodes; ``bench.onboarding`` grows it by nodes
+that join by themselves instead). At every size:
 
 * ``state.apply crane`` re-applied to the converged cluster (0 changes), alternating with the
   plain SLS (``bench.converge.plain_states`` of each minion's ``state.show_sls crane``);
