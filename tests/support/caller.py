@@ -82,6 +82,7 @@ class Minion:
         self.caller = None
         self.grains = None
         self.dirty = False
+        self.synced = False
 
     def _grains_dicts(self):
         return _unique([self.caller.opts["grains"], self.caller.sminion.functions.opts["grains"]])
@@ -99,7 +100,11 @@ class Minion:
             self.grains = None
         if self.caller is None:
             self.caller = salt.client.Caller(mopts=copy.deepcopy(self.base_opts))
-            self.caller.cmd("saltutil.sync_all")
+            if not self.synced:
+                # Once: the modules stay in extension_modules for the next Caller's loader.
+                # refresh=False: with no minion daemon, each refresh event waits 1 s for one.
+                self.caller.cmd("saltutil.sync_all", refresh=False)
+                self.synced = True
             self.core_grains = copy.deepcopy(self.caller.opts["grains"])
         if self.grains != wanted:
             # Change the grains in place rather than reload every module: Salt 3008 shares one
