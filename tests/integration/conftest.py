@@ -5,6 +5,8 @@ a static grain, which is how the formula matches a minion to its roles.
 """
 
 import contextlib
+import shutil
+import tempfile
 
 import pytest
 import yaml
@@ -13,6 +15,15 @@ from saltfactories.utils import random_string
 from tests.support.caller import PILLAR_DIR, REPO
 
 NODES = {"control": "cranectl", "compute": "cn03", "login": "login01"}
+
+
+@pytest.fixture(scope="session")
+def salt_factories_default_root_dir():
+    """The daemons' directories in one short-named folder, removed afterwards (the default,
+    the temporary directory itself, keeps them; a short path keeps the sockets' paths short)."""
+    root = tempfile.mkdtemp(prefix="crane-it-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")
