@@ -203,13 +203,51 @@ def _static_hosts(config):
     return hosts
 
 
+def _alike_key(group):
+    """What a group says but its hosts, or None for a group that cannot take others' hosts."""
+    if not isinstance(group, dict) or not isinstance(group.get("name"), str):
+        return None
+    _names, error = crane_hostlist.try_expand(group["name"])
+    if error:
+        return None
+    return repr(sorted((key, repr(value)) for key, value in group.items() if key != "name"))
+
+
+def _merge_alike(nodes, derived):
+    """``nodes`` with each group built from a selector merged into the first group alike but
+    for its hosts (same cpu, memory, gres and other keys): a named group if there is one (it
+    keeps its place), else the first such built group. Named groups are never merged."""
+    keys = [_alike_key(group) for group in nodes]
+    into = {}  # alike key -> position of the group that takes the built groups' hosts
+    for index in sorted(range(len(nodes)), key=lambda i: (i in derived, i)):
+        if keys[index] is not None:
+            into.setdefault(keys[index], index)
+    gained = {}  # taking position -> hosts of the built groups merged into it
+    for index in sorted(derived):
+        taker = into.get(keys[index], index)
+        if taker != index:
+            gained.setdefault(taker, []).extend(crane_hostlist.expand(nodes[index]["name"]))
+    merged = []
+    for index, group in enumerate(nodes):
+        if index in derived and into.get(keys[index], index) != index:
+            continue
+        merged.append(_with_hosts(group, gained[index]) if index in gained else group)
+    return merged
+
+
+def _with_hosts(group, hosts):
+    every = set(crane_hostlist.expand(group["name"])) | set(hosts)
+    return {**group, "name": crane_hostlist.compress(sorted(every, key=crane_hostlist.natural_key))}
+
+
 def resolve(config, answers, *, candidate=None, mixed="split"):
     """``(config, errors, warnings)``: ``config`` with every selector group replaced by plain
     groups built from ``answers`` (``{match: {minion: facts}}``, the mine's answer for each
     selector) and every partition's ``match`` by its nodes. A minion whose facts are unusable
     or that has not joined (``ready``; ``candidate``, the minion being joined, counts as
     joined) is left out with a warning; a node matching two groups is an error naming both;
-    a selector group with no node yet is left out with a warning. ``config`` is not changed."""
+    a selector group with no node yet is left out with a warning; groups alike but for their
+    hosts are merged (``_merge_alike``). ``config`` is not changed."""
     if not isinstance(config, dict) or not selectors(config):
         return config, [], []
     resolution = _Resolution(candidate)
@@ -220,7 +258,7 @@ def resolve(config, answers, *, candidate=None, mixed="split"):
         mixed = "refuse"
     for host, label in _static_hosts(config).items():
         resolution.owner[host] = label
-    nodes = []
+    nodes, derived = [], set()  # derived: positions in nodes of groups built from a selector
     for index, group in enumerate(config.get("Nodes") or []):
         if not is_selector(group):
             nodes.append(group)
@@ -238,8 +276,9 @@ def resolve(config, answers, *, candidate=None, mixed="split"):
             resolution.warnings.append(f"{label}: no node has joined yet; the group is left out")
         hosts = [h for entry in resolved for h in crane_hostlist.expand(entry["name"])]
         resolution.hosts_by_match.setdefault(group["match"], []).extend(hosts)
+        derived.update(range(len(nodes), len(nodes) + len(resolved)))
         nodes.extend(resolved)
-    resolved_config = {**config, "Nodes": nodes}
+    resolved_config = {**config, "Nodes": _merge_alike(nodes, derived)}
     if "Partitions" in config:
         resolved_config["Partitions"] = _partitions(config["Partitions"], resolution)
     return resolved_config, resolution.errors, resolution.warnings

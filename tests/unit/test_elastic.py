@@ -42,6 +42,43 @@ def test_identical_nodes_merge_into_one_compressed_group():
     assert not [w for w in report["warnings"] if "match" in w]
 
 
+def test_groups_alike_but_for_their_hosts_share_one_host_list():
+    rack = "G@crane:rack:7"
+    cfg = config(selector(), {"match": rack, "cpu": "auto", "memory": "auto", "gres": "auto"})
+    cfg["Partitions"].append({"name": "RACK", "match": rack})
+    answers = {
+        MATCH: {"a": facts("gpu01", gres=GPU), "b": facts("gpu03", gres=GPU)},
+        rack: {"c": facts("gpu02", gres=GPU), "d": facts("gpu04")},
+    }
+    resolved, errors, _ = crane_elastic.resolve(cfg, answers)
+    assert errors == []
+    assert resolved["Nodes"][1:] == [
+        {"name": "gpu[01-03]", "cpu": 8, "memory": "15992M", "gres": GPU},
+        {"name": "gpu04", "cpu": 8, "memory": "15992M"},
+    ]
+    # each partition keeps its own nodes
+    assert [p["nodes"] for p in resolved["Partitions"][1:]] == ["gpu[01,03]", "gpu[02,04]"]
+
+
+def test_a_built_group_alike_a_named_one_joins_it_in_its_place():
+    cfg = config(selector())
+    cfg["Nodes"].insert(1, {"name": "cn05,cn04", "cpu": 8, "memory": "15992M"})
+    cfg["Nodes"].append({"name": "cn09", "cpu": 8, "memory": "15992M"})  # named: kept apart
+    cfg["Partitions"][0]["nodes"] = "cn[01-02,04-05,09]"
+    answers = {MATCH: {"a": facts("gpu01"), "b": facts("gpu02", cpu=2)}}
+    resolved, errors, _ = crane_elastic.resolve(cfg, answers)
+    assert errors == []
+    assert resolved["Nodes"] == [
+        {"name": "cn[01-02]", "cpu": 4, "memory": "8000M"},  # nothing joined: as written
+        {"name": "cn[04-05],gpu01", "cpu": 8, "memory": "15992M"},
+        {"name": "gpu02", "cpu": 2, "memory": "15992M"},
+        {"name": "cn09", "cpu": 8, "memory": "15992M"},
+    ]
+    assert resolved["Partitions"][1]["nodes"] == "gpu[01-02]"
+    report = crane_config.validate(resolved)
+    assert [e for e in report["errors"] if "Nodes" in e or "Partitions" in e] == []
+
+
 def test_output_does_not_depend_on_mine_order():
     nodes = {f"m{n}": facts(f"gpu{n:02d}", gres=GPU if n % 2 else ()) for n in range(1, 7)}
     forward = dict(sorted(nodes.items()))
